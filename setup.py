@@ -61,7 +61,6 @@ setup(
     maintainer_email="fsmde-ros@example.com",
     description="Real-time full-surround monocular metric depth (distilled from a depth foundation model) for ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "fsmde = fsmde_ros.cli:main",

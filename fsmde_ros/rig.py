@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-RIG_PRESET_DIR = Path(__file__).resolve().parent.parent / "config" / "rigs"
+from .paths import config_dir
+
 BASE_FRAME = "base_link"
 
 # Rotation from the camera optical frame (z fwd, x right, y down) to a camera "body" frame
@@ -274,16 +275,21 @@ def rig_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> CameraRi
     return CameraRig(name=name, cameras=cameras, base_frame=str(data.get("base_frame", BASE_FRAME)), source=source)
 
 
+def rig_preset_dir() -> Path:
+    """Directory of the bundled rig presets (config/rigs)."""
+    return config_dir() / "rigs"
+
+
 def available_rigs() -> list[str]:
     """Names of the bundled presets."""
-    return sorted(p.stem for p in RIG_PRESET_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in rig_preset_dir().glob("*.yaml"))
 
 
 def load_rig(name_or_path: str | Path) -> CameraRig:
     """Load a bundled preset by name (`ddad`, `nuscenes`) or a preset YAML by path."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = RIG_PRESET_DIR / f"{name_or_path}.yaml"
+        path = rig_preset_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         raise RigError(f"no rig preset {str(name_or_path)!r} (looked for {path}); "
                        f"bundled presets: {', '.join(available_rigs())}, or pass a path to a .yaml file")
