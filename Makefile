@@ -5,7 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Extras installed by `make setup`: `cpu` ONNX Runtime, `train` torch/timm, `ros` ROS 2 wheels, `test`.
 # On a vehicle with a GPU: make setup EXTRAS=gpu,train,ros,test
+# With a ROS 2 installation sourced ($ROS_DISTRO set), the venv sees the system's rclpy, message
+# packages and cv_bridge (--system-site-packages) and the ROS wheels are not installed.
+ifdef ROS_DISTRO
+EXTRAS ?= cpu,train,test
+VENV_FLAGS ?= --system-site-packages
+else
 EXTRAS ?= cpu,train,ros,test
+VENV_FLAGS ?=
+endif
 STAMP := $(VENV)/.setup-$(shell echo $(EXTRAS) | tr ',' '-')
 FASTDDS_DEFAULT_PROFILES_FILE := $(CURDIR)/config/fastdds_shm.xml
 export FASTDDS_DEFAULT_PROFILES_FILE
@@ -23,7 +31,7 @@ help:
 setup: $(STAMP)
 
 $(STAMP): setup.py constraints.txt
-	@test -x $(PY) || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@test -x $(PY) || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV_FLAGS) $(VENV); }
 	@echo ">> installing fsmde_ros[$(EXTRAS)] into $(VENV) (first time: a few minutes, ~6 GB for torch)"
 	$(PY) -m pip install --upgrade --quiet pip setuptools wheel
 	$(PY) -m pip install --progress-bar on -c constraints.txt -e ".[$(EXTRAS)]"

@@ -22,7 +22,8 @@ EXTRAS = {
     # ONNX Runtime on CPU (laptops, CI). Vehicles use the `gpu` extra instead: the two wheels
     # provide the same module and must not be installed together.
     "cpu": ["onnxruntime>=1.18"],
-    "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10", "cuda-python>=12"],
+    "gpu": ["onnxruntime-gpu>=1.18", "tensorrt>=10"],
+    "tensorrt": ["tensorrt>=10"],  # TensorRT alone, beside an onnxruntime you already have
     # Training, export and the torch backend.
     "train": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0", "transformers>=4.45", "tensorboard>=2.14"],
     # ROS 2 from PyPI wheels, for machines without a ROS 2 installation.
