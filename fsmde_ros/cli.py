@@ -52,6 +52,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .data.synthetic import SyntheticSurround
+    from .export.onnx import export_onnx
+    from .model.checkpoint import load_student
+    from .model.student import create_student
+    from .rig import load_rig
+
+    if args.checkpoint:
+        student = load_student(args.checkpoint)
+        source = str(args.checkpoint)
+    else:
+        print(f"[export] no --checkpoint: exporting an untrained {args.student} (random weights; for benchmarks only)")
+        student = create_student(args.student)
+        source = f"untrained:{args.student}"
+    rig = load_rig(args.rig)
+    frame = SyntheticSurround(rig, seed=args.seed, height=args.height, width=args.width, frames=1)[0]
+    focal = frame["K"][:, 0, 0].astype("float32")
+    print(f"[export] {source} -> {args.out} at {args.height}x{args.width}, verifying on a synthetic {rig.name} frame")
+    errors = export_onnx(student, args.out, args.height, args.width, frame["images"], focal, rig=rig.name,
+                         opset=args.opset, extra_metadata={"source": source})
+    print(f"[export] wrote {args.out}; ONNX Runtime vs PyTorch relative error: "
+          + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    if args.tensorrt:
+        from .export.tensorrt import ensure_engine
+
+        engine = ensure_engine(args.out, args.precision, args.engine_cache_dir)
+        print(f"[export] TensorRT {args.precision} engine: {engine}")
+    return 0
+
+
 def _add_size(p: argparse.ArgumentParser, height: int = 192, width: int = 320) -> None:
     g = p.add_argument_group("image size")
     g.add_argument("--height", type=int, default=height, help="image height [px] (default %(default)s)")
@@ -61,8 +91,8 @@ def _add_size(p: argparse.ArgumentParser, height: int = 192, width: int = 320) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsmde",
-        description="Full-surround monocular metric depth: synthetic data, rigs, and the demo "
-                    "(distill, eval, export, bag and play arrive with their issues).",
+        description="Full-surround monocular metric depth: synthetic data, rigs, ONNX/TensorRT export "
+                    "and the demo (distill, eval, bag and play arrive with their issues).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fsmde_ros {__version__}")
@@ -86,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_size(synth)
     synth.set_defaults(func=_cmd_synth)
 
+    export = sub.add_parser("export", help="export a student to ONNX (verified against PyTorch) and optionally TensorRT",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = export.add_argument_group("model").add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, help="student checkpoint (.pt) to export")
+    src.add_argument("--student", default="fsmde_mnv3l", help="untrained named student (benchmarks only)")
+    export.add_argument("--out", type=Path, required=True, help="output .onnx path")
+    export.add_argument("--rig", default="ddad", help="rig whose synthetic frame verifies the export; recorded in metadata")
+    export.add_argument("--seed", type=int, default=0, help="seed of the verification frame")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    trt = export.add_argument_group("TensorRT (needs an NVIDIA GPU and the `gpu` extra)")
+    trt.add_argument("--tensorrt", action="store_true", help="also build the TensorRT engine into the cache")
+    trt.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="engine precision")
+    trt.add_argument("--engine-cache-dir", type=Path, default=None, help="engine cache (default ~/.cache/fsmde_ros/engines)")
+    _add_size(export)
+    export.set_defaults(func=_cmd_export)
+
     demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded synthetic default",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
@@ -104,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (RigError, ValueError, FileNotFoundError) as exc:
+    except (RigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"fsmde {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,65 @@
+"""DepthBinHead: metric depth as the expectation over adaptive depth bins (AdaBins-style).
+
+Per view, an MLP on pooled bottleneck features predicts N bin widths (softmax) in log depth
+over the canonical range [d_min, d_max]; centres are the midpoints of the cumulative edges.
+Per pixel, a softmax over N logits gives bin probabilities p_k; depth = sum_k p_k c_k and the
+model's own uncertainty is the standard deviation of that distribution. Both are predicted for
+the canonical focal length f0 and multiplied by fx / f0.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Smallest share of the log-depth range a bin may take, so that no bin collapses to width 0
+# (keeps centres strictly increasing and gradients finite).
+MIN_BIN_SHARE = 1e-3
+
+
+class DepthBinHead(nn.Module):
+    """Bins from global features, probabilities from pixel features, depth and its std."""
+
+    def __init__(self, pixel_channels: int, global_channels: int, num_bins: int, min_depth_m: float,
+                 max_depth_m: float, canonical_focal_px: float, hidden: int = 128):
+        super().__init__()
+        self.num_bins = num_bins
+        self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
+        self.canonical_focal_px = float(canonical_focal_px)
+        self.logits = nn.Conv2d(pixel_channels, num_bins, kernel_size=1)
+        self.widths = nn.Sequential(nn.Linear(global_channels, hidden), nn.ReLU(inplace=True),
+                                    nn.Linear(hidden, num_bins))
+
+    def bin_centres(self, global_feats: torch.Tensor) -> torch.Tensor:
+        """Canonical bin centres [M,N] metres, increasing, inside (d_min, d_max); global_feats [M,G]."""
+        share = torch.softmax(self.widths(global_feats), dim=-1)
+        share = share * (1.0 - self.num_bins * MIN_BIN_SHARE) + MIN_BIN_SHARE
+        log_lo, log_hi = math.log(self.min_depth_m), math.log(self.max_depth_m)
+        edges = log_lo + (log_hi - log_lo) * torch.cumsum(share, dim=-1)  # upper edges
+        lower = torch.cat([torch.full_like(edges[:, :1], log_lo), edges[:, :-1]], dim=-1)
+        return torch.exp(0.5 * (lower + edges))
+
+    def forward(self, pixel_feats: torch.Tensor, global_feats: torch.Tensor,
+                focal_px: torch.Tensor) -> dict[str, torch.Tensor]:
+        """pixel_feats [M,C,h,w], global_feats [M,G], focal_px [M] -> metric outputs at h x w.
+
+        Returns logits/probs [M,N,h,w], centres [M,N] (metric, scaled by fx/f0),
+        centres_canonical [M,N], depth [M,1,h,w] and depth_std [M,1,h,w] in metres.
+        """
+        logits = self.logits(pixel_feats)
+        probs = torch.softmax(logits, dim=1)
+        centres_c = self.bin_centres(global_feats)
+        # work in units of d_max so that fp16 engines neither overflow nor cancel
+        c = (centres_c / self.max_depth_m)[:, :, None, None]
+        depth_n = (probs * c).sum(dim=1, keepdim=True)
+        var_n = (probs * (c - depth_n) ** 2).sum(dim=1, keepdim=True)
+        scale = (focal_px / self.canonical_focal_px).reshape(-1, 1, 1, 1) * self.max_depth_m
+        return {
+            "logits": logits,
+            "probs": probs,
+            "centres_canonical": centres_c,
+            "centres": centres_c * (focal_px / self.canonical_focal_px)[:, None],
+            "depth": depth_n * scale,
+            "depth_std": torch.sqrt(var_n + 1e-12) * scale,
+        }

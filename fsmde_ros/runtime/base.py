@@ -1,0 +1,54 @@
+"""The one interface every inference backend implements (TensorRT, ONNX Runtime, PyTorch)."""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+
+class DepthBackend(abc.ABC):
+    """infer(images uint8 [V,H,W,3] RGB, focal_px [V]) -> (depth, depth_std) float32 [V,H,W] metres."""
+
+    #: what actually runs, e.g. "onnxruntime:CPUExecutionProvider" or "tensorrt:fp16"
+    name: str = "unset"
+    views: int
+    height: int
+    width: int
+    precision: str = "fp32"
+    #: why faster backends were passed over when this one was picked by `auto`
+    skipped: list[str] = []
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """(V, H, W, 3): the only image batch shape this backend accepts."""
+        return (self.views, self.height, self.width, 3)
+
+    def check_inputs(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Validate and normalise inputs; a clear ValueError instead of a crash inside the runtime."""
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            raise ValueError(f"{self.name}: images must be a uint8 numpy array, got "
+                             f"{getattr(images, 'dtype', type(images).__name__)}")
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"{self.name}: images must be [V,H,W,3] RGB, got shape {images.shape} "
+                             f"(channel count {images.shape[-1] if images.ndim else 'n/a'})")
+        if images.shape != self.input_shape:
+            raise ValueError(f"{self.name}: the model takes images {self.input_shape}, got {images.shape}; "
+                             "resize to the model resolution first (and scale the intrinsics with it)")
+        focal = np.asarray(focal_px, dtype=np.float32).reshape(-1)
+        if focal.shape != (self.views,):
+            raise ValueError(f"{self.name}: focal_px must have {self.views} values, got shape {np.shape(focal_px)}")
+        if not np.all(np.isfinite(focal)) or np.any(focal <= 0):
+            raise ValueError(f"{self.name}: focal_px must be finite and positive, got {focal.tolist()}")
+        return np.ascontiguousarray(images), focal
+
+    def infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Depth and its std for one surround set, each float32 [V,H,W] metres."""
+        images, focal = self.check_inputs(images, focal_px)
+        return self._infer(images, focal)
+
+    @abc.abstractmethod
+    def _infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backend-specific inference on validated inputs."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.input_shape}>"
