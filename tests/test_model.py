@@ -31,12 +31,13 @@ def test_bin_head_depth_is_expectation_over_centres_inside_range():
     c = out["centres"]
     assert torch.all(c[:, 1:] > c[:, :-1]), "centres increase"
     assert torch.all((c > 0.5) & (c < 100.0))
-    expect = (out["probs"] * c[:, :, None, None]).sum(1, keepdim=True)
+    probs = out["probs"].permute(0, 3, 1, 2)  # the head keeps probabilities channels-last
+    expect = (probs * c[:, :, None, None]).sum(1, keepdim=True)
     torch.testing.assert_close(out["depth"], expect, rtol=1e-5, atol=1e-5)
     assert torch.all((out["depth"] >= 0.5) & (out["depth"] <= 100.0))
-    var = (out["probs"] * (c[:, :, None, None] - expect) ** 2).sum(1, keepdim=True)
+    var = (probs * (c[:, :, None, None] - expect) ** 2).sum(1, keepdim=True)
     torch.testing.assert_close(out["depth_std"], var.sqrt(), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(out["probs"].sum(1), torch.ones(3, 4, 6))
+    torch.testing.assert_close(probs.sum(1), torch.ones(3, 4, 6))
 
 
 @pytest.mark.parametrize("name", sorted(STUDENTS))

@@ -45,8 +45,8 @@ class StudentForExport(nn.Module):
 
     def forward(self, images: torch.Tensor, focal_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
-        out = self.student(x, focal_px.unsqueeze(0))
-        return out["depth"][0], out["depth_std"][0]
+        depth, std = self.student.predict(x, focal_px.unsqueeze(0))
+        return depth[0], std[0]
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

@@ -27,7 +27,9 @@ class DepthBinHead(nn.Module):
         self.num_bins = num_bins
         self.min_depth_m, self.max_depth_m = float(min_depth_m), float(max_depth_m)
         self.canonical_focal_px = float(canonical_focal_px)
-        self.logits = nn.Conv2d(pixel_channels, num_bins, kernel_size=1)
+        # a per-pixel linear layer on channels-last features: the bin softmax then runs over the
+        # last axis and the expectations are matmuls, ~3x faster on CPU than softmax over NCHW dim 1
+        self.logits = nn.Linear(pixel_channels, num_bins)
         self.widths = nn.Sequential(nn.Linear(global_channels, hidden), nn.ReLU(inplace=True),
                                     nn.Linear(hidden, num_bins))
 
@@ -44,17 +46,19 @@ class DepthBinHead(nn.Module):
                 focal_px: torch.Tensor) -> dict[str, torch.Tensor]:
         """pixel_feats [M,C,h,w], global_feats [M,G], focal_px [M] -> metric outputs at h x w.
 
-        Returns logits/probs [M,N,h,w], centres [M,N] (metric, scaled by fx/f0),
+        Returns logits/probs [M,h,w,N] (channels last), centres [M,N] (metric, scaled by fx/f0),
         centres_canonical [M,N], depth [M,1,h,w] and depth_std [M,1,h,w] in metres.
         """
-        logits = self.logits(pixel_feats)
-        probs = torch.softmax(logits, dim=1)
+        logits = self.logits(pixel_feats.permute(0, 2, 3, 1))
+        probs = torch.softmax(logits, dim=-1)
         centres_c = self.bin_centres(global_feats)
-        # work in units of d_max so that fp16 engines neither overflow nor cancel
-        c = (centres_c / self.max_depth_m)[:, :, None, None]
-        depth_n = (probs * c).sum(dim=1, keepdim=True)
-        var_n = (probs * (c - depth_n) ** 2).sum(dim=1, keepdim=True)
+        # work in units of d_max so that fp16 engines neither overflow nor cancel; the variance
+        # is the direct sum of p (c - d)^2, not E[c^2] - d^2, which cancels catastrophically in fp16
+        c = centres_c / self.max_depth_m
+        depth_n = torch.matmul(probs, c[:, None, :, None])  # [M,h,w,1]
+        var_n = (probs * (c[:, None, None, :] - depth_n) ** 2).sum(dim=-1, keepdim=True)
         scale = (focal_px / self.canonical_focal_px).reshape(-1, 1, 1, 1) * self.max_depth_m
+        depth_n, var_n = depth_n.permute(0, 3, 1, 2), var_n.permute(0, 3, 1, 2)
         return {
             "logits": logits,
             "probs": probs,

@@ -113,11 +113,21 @@ class SurroundDepthStudent(nn.Module):
 
     def forward_head(self, feats: dict[str, torch.Tensor], focal_px: torch.Tensor,
                      out_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Bin head on decoder features; depth and depth_std upsampled to out_size (H, W)."""
+        """Bin head on decoder features; depth and depth_std [M,1,H,W] upsampled to out_size (H, W).
+
+        probs/logits stay channels-last [M,h,w,N] here (the fast layout); `forward` permutes them.
+        """
         out = self.head(feats["features"], feats["pooled"], focal_px.flatten())
         for key in ("depth", "depth_std"):
             out[key] = F.interpolate(out[key], size=out_size, mode="bilinear", align_corners=False)
         return out
+
+    def predict(self, images: torch.Tensor, focal_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference only: (depth, depth_std) [B,V,H,W] metres, without the training outputs."""
+        self._check(images, focal_px)
+        b, v, _, h, w = images.shape
+        out = self.forward_head(self.forward_features(images), focal_px, (h, w))
+        return out["depth"].reshape(b, v, h, w), out["depth_std"].reshape(b, v, h, w)
 
     def forward(self, images: torch.Tensor, focal_px: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B,V,3,H,W] float in [0,1], focal_px [B,V] -> dict of [B,V,...] tensors.
@@ -130,6 +140,7 @@ class SurroundDepthStudent(nn.Module):
         feats = self.forward_features(images)
         out = self.forward_head(feats, focal_px, (h, w))
         out["depth"], out["depth_std"] = out["depth"][:, 0], out["depth_std"][:, 0]
+        out["probs"], out["logits"] = out["probs"].permute(0, 3, 1, 2), out["logits"].permute(0, 3, 1, 2)
         out.update(features=feats["features"], bottleneck=feats["bottleneck"])
         return {k: t.reshape(b, v, *t.shape[1:]) for k, t in out.items()}
 
