@@ -38,3 +38,23 @@ def test_synth_and_demo_write_the_preview_mosaic(tmp_path):
     assert proc.returncode == 0, proc.stderr
     preview = cv2.imread(str(tmp_path / "demo" / "synthetic" / "preview.png"))
     assert preview is not None and preview.shape[0] > 2 * 96 and preview.std() > 20
+
+
+def test_export_writes_a_verified_onnx_from_a_checkpoint(tmp_path):
+    import torch
+
+    from fsmde_ros.export.onnx import read_model_info
+    from fsmde_ros.model.checkpoint import save_student
+    from fsmde_ros.model.student import create_student
+
+    torch.manual_seed(0)
+    ckpt = save_student(create_student("fsmde_mnv3l", num_bins=8), tmp_path / "s.pt")
+    proc = run_cli("export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.onnx"), "--rig", "nuscenes",
+                   "--height", "64", "--width", "96")
+    assert proc.returncode == 0, proc.stderr
+    assert "relative error: depth" in proc.stdout
+    info = read_model_info(tmp_path / "s.onnx")
+    assert (info["views"], info["height"], info["width"]) == (6, 64, 96)
+    assert info["metadata"]["rig"] == "nuscenes" and info["metadata"]["source"] == str(ckpt)
+    bad = run_cli("export", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.onnx"))
+    assert bad.returncode == 2 and "missing.pt not found" in bad.stderr

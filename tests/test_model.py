@@ -125,3 +125,16 @@ def test_bad_config_and_inputs_are_rejected(student):
         student(torch.rand(V, 3, H, W), torch.full((1, V), 250.0))
     with pytest.raises(ValueError, match="focal_px"):
         student(torch.rand(1, V, 3, H, W), torch.full((V,), 250.0))
+
+
+def test_imagenet_weights_load_only_from_a_local_file(tmp_path):
+    import timm
+
+    torch.manual_seed(3)
+    reference = timm.create_model("mobilenetv3_large_100")
+    path = tmp_path / "mnv3l_imagenet.pth"
+    torch.save(reference.state_dict(), path)
+    student = create_student("fsmde_mnv3l", encoder_weights=path, num_bins=8)
+    torch.testing.assert_close(student.encoder.state_dict()["conv_stem.weight"], reference.state_dict()["conv_stem.weight"])
+    with pytest.raises(FileNotFoundError, match="local file"):
+        create_student("fsmde_mnv3l", encoder_weights=tmp_path / "absent.pth")
