@@ -158,6 +158,10 @@ class SyntheticSurround:
     def __len__(self) -> int:
         return self.frames
 
+    def stamp(self, i: int) -> float:
+        """Stamp [s] of frame i, without rendering it."""
+        return STAMP_T0_S + i / self.fps
+
     def ego_pose(self, i: int) -> np.ndarray:
         """T_world_base [4,4] of frame i: in the right lane, i * speed / fps metres along +x."""
         T = np.eye(4)
@@ -187,7 +191,7 @@ class SyntheticSurround:
         return {
             "images": images, "depth": depth, "lidar_depth": lidar, "teacher": teacher,
             "K": K, "T_base_cam": T_base_cam, "T_world_base": T_world_base,
-            "stamp": STAMP_T0_S + i / self.fps, "camera_names": self.rig.names, "index": i,
+            "stamp": self.stamp(i), "camera_names": self.rig.names, "index": i,
         }
 
 

@@ -24,16 +24,11 @@ from torch import nn
 
 from .. import __version__
 from ..model.student import SurroundDepthStudent
+from ..runtime.model_file import INPUT_NAMES, OUTPUT_NAMES, OnnxModelError, read_model_info  # noqa: F401 (re-exported)
 
-INPUT_NAMES = ("images", "focal_px")
-OUTPUT_NAMES = ("depth", "depth_std")
 DEFAULT_OPSET = 17
 # Largest |onnx - torch| / max|torch| accepted per output; above it the export refuses to write.
 MAX_RELATIVE_ERROR = 1e-3
-
-
-class OnnxModelError(ValueError):
-    """A model file is missing, corrupt or lacks the fsmde I/O; the message names the file."""
 
 
 class StudentForExport(nn.Module):
@@ -114,24 +109,3 @@ def export_onnx(student: SurroundDepthStudent, out_path: str | Path, height: int
                            f"{out_path} not written")
     tmp.replace(out_path)
     return errors
-
-
-def read_model_info(path: str | Path) -> dict[str, Any]:
-    """Validate an exported model and return its I/O shapes and metadata (clear errors naming the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise OnnxModelError(f"model {path} not found")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types for corrupt files
-        raise OnnxModelError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    inputs = {i.name: i for i in model.graph.input}
-    outputs = {o.name: o for o in model.graph.output}
-    if set(inputs) != set(INPUT_NAMES) or not set(OUTPUT_NAMES) <= set(outputs):
-        raise OnnxModelError(f"{path}: expected inputs {list(INPUT_NAMES)} and outputs {list(OUTPUT_NAMES)}, "
-                             f"found inputs {list(inputs)} and outputs {list(outputs)}; export it with `fsmde export`")
-    dims = [d.dim_value for d in inputs["images"].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[3] != 3 or min(dims) <= 0:
-        raise OnnxModelError(f"{path}: input 'images' must be static [V,H,W,3], found {dims}")
-    meta = {p.key: p.value for p in model.metadata_props}
-    return {"path": str(path), "views": dims[0], "height": dims[1], "width": dims[2], "metadata": meta}

@@ -36,7 +36,7 @@ def create_backend(kind: str, model_path: str | Path, **options) -> DepthBackend
 
 
 def _auto(model_path: str | Path, precision: str, options: dict) -> DepthBackend:
-    from ..export.onnx import read_model_info
+    from .model_file import read_model_info
 
     read_model_info(model_path)  # a missing or corrupt model is the user's error, not a reason to fall back
     skipped = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.onnx import OUTPUT_NAMES, read_model_info
+from .model_file import OUTPUT_NAMES, read_model_info
 from .base import DepthBackend
 
 log = logging.getLogger(__name__)

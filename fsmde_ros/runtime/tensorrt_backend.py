@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.onnx import INPUT_NAMES, OUTPUT_NAMES, read_model_info
+from .model_file import INPUT_NAMES, OUTPUT_NAMES, read_model_info
 from ..export.tensorrt import TensorRTUnavailable, current_gpu, ensure_engine, import_tensorrt
 from .base import DepthBackend
 

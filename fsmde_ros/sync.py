@@ -1,0 +1,298 @@
+"""Group N camera streams into surround sets by header stamp (approximate time sync), ROS-free.
+
+A surround set holds one message per camera whose stamps all lie within `slop` seconds. DDAD
+cameras are hardware-triggered (stamps within a few ms); nuScenes cameras fire as the lidar sweeps
+past, so one set spreads up to ~50 ms. Unlike ROS `message_filters`, whose Python approximate
+synchroniser effectively searches combinations of queue entries, each message here costs one
+sweep over the stamps within +-slop of it, a dead camera is reported (and optionally left out),
+and a bag that loops restarts the epoch instead of wedging the queues.
+
+Clocks: `stamp` is the header stamp [s] (sensor time) and decides grouping; `now` is the arrival
+time [s] on a monotonic clock and decides liveness only (`camera_timeout`).
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+# Tolerance [s] on "within slop": stamps built from sec + nanosec are inexact as floats.
+EPS_S = 1e-9
+
+
+@dataclass
+class SyncedSet:
+    """One surround set: at most one message per input, member stamps within slop."""
+    stamp: float                  # reference stamp [s]: the latest stamp among its members
+    messages: list[Any | None]    # one per input, in input order; None for a camera left out
+    stamps: list[float | None]    # member stamps [s], None where missing
+
+    @property
+    def partial(self) -> bool:
+        return any(s is None for s in self.stamps)
+
+    @property
+    def missing(self) -> list[int]:
+        """Indices of the inputs left out (silent cameras with allow_partial)."""
+        return [i for i, s in enumerate(self.stamps) if s is None]
+
+    @property
+    def spread(self) -> float:
+        """Max - min stamp of the members [s]."""
+        present = [s for s in self.stamps if s is not None]
+        return max(present) - min(present)
+
+
+@dataclass
+class CameraState:
+    """Per-input diagnostics, e.g. for a diagnostic_msgs status naming the dead camera."""
+    name: str
+    last_stamp: float | None      # header stamp of the last message received [s]
+    last_arrival: float | None    # arrival time of the last message [s]
+    age: float | None             # now - last_arrival [s]
+    silent: bool                  # nothing for > camera_timeout (or never, once others flow)
+    received: int                 # messages offered through add()
+    dropped: int                  # overflow + stale + duplicate + cleared by a reset
+    queued: int                   # messages waiting in its queue
+    used: int = 0                 # messages emitted in sets (received == used + dropped + queued)
+
+
+@dataclass
+class SyncStats:
+    """Counters since construction (reset() keeps them)."""
+    sets_emitted: int = 0
+    partial_sets: int = 0
+    dropped_overflow: int = 0     # oldest message pushed out of a full queue
+    dropped_stale: int = 0        # too old for any future set (on arrival or when a set leaves)
+    dropped_duplicate: int = 0    # same input, same stamp as a queued or already consumed message
+    dropped_reset: int = 0        # queued messages discarded by a time jump or reset()
+    resets: int = 0               # backwards time jumps (bag loops) that restarted the epoch
+
+    @property
+    def dropped_messages(self) -> int:
+        return (self.dropped_overflow + self.dropped_stale + self.dropped_duplicate
+                + self.dropped_reset)
+
+
+class SurroundSynchronizer:
+    """Approximate-time synchroniser for N inputs with bounded queues and dead-camera handling.
+
+    Algorithm: each input keeps a queue sorted by stamp. A set with reference stamp p exists when
+    every required input has a message in [p - slop, p]; the earliest such p is found by a sliding
+    window over the merged, sorted stamps, and each input contributes its latest message <= p (the
+    one closest to the others). Emitting consumes those messages and everything older in every
+    queue, so all queued stamps stay > p and set stamps increase. Invariant: after every call no
+    complete set is left queued, hence a new message can only complete a set that contains it, and
+    add() only sweeps the stamps within +-slop of it: O(N log Q + K log K) with K the stamps in that
+    range (about N in steady state, at most N * queue_size), independent of how many combinations
+    of queue entries exist. When the set of required inputs changes (a camera goes silent or comes
+    back, allow_partial only) the whole queues are swept, once per backlog set emitted plus once:
+    O(N * Q log(N * Q)) each.
+    """
+
+    def __init__(self, names: Sequence[str], slop: float, queue_size: int = 5,
+                 camera_timeout: float = 1.0, allow_partial: bool = False):
+        self.names = [str(n) for n in names]
+        if not self.names:
+            raise ValueError("need at least one input")
+        if not (math.isfinite(slop) and slop >= 0):
+            raise ValueError(f"slop must be a finite number of seconds >= 0, got {slop}")
+        if int(queue_size) < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if not camera_timeout > 0:
+            raise ValueError(f"camera_timeout must be > 0 s, got {camera_timeout}")
+        self.slop = float(slop)                    # [s]
+        self.queue_size = int(queue_size)
+        self.camera_timeout = float(camera_timeout)  # [s] on the arrival clock
+        self.allow_partial = bool(allow_partial)
+        # A stamp this far [s] behind its reference is a restart (bag loop), not a late message.
+        self.jump_threshold = max(1.0, 10.0 * self.slop)
+        self.stats = SyncStats()
+        n = len(self.names)
+        self._received, self._dropped, self._used = [0] * n, [0] * n, [0] * n
+        self._last_stamp: list[float | None] = [None] * n
+        self._last_arrival: list[float | None] = [None] * n
+        self._flow_start: float | None = None      # arrival of the first message ever [s]
+        self._stamps: list[list[float]] = [[] for _ in range(n)]
+        self._msgs: list[list[Any]] = [[] for _ in range(n)]
+        self._clear()
+
+    # -- public API -------------------------------------------------------------------------
+    def add(self, index: int, stamp: float, msg: Any, now: float) -> list[SyncedSet]:
+        """Offer one message (stamp = header stamp [s]; now = arrival time [s], monotonic).
+
+        Returns the sets completed by it, oldest first (usually 0 or 1; more when a camera has
+        just gone silent with allow_partial and the others' backlog forms partial sets).
+        """
+        if not 0 <= index < len(self.names):
+            raise IndexError(f"input index {index} out of range for {len(self.names)} inputs")
+        stamp = float(stamp)
+        if not math.isfinite(stamp):
+            raise ValueError(f"stamp must be finite, got {stamp}")
+        self._received[index] += 1
+        self._last_stamp[index], self._last_arrival[index] = stamp, now
+        if self._flow_start is None:
+            self._flow_start = now
+
+        # Backwards time jump: measured against this input's newest stamp in the epoch (so one
+        # input lagging by > threshold only has its messages go stale instead of flushing all),
+        # or the last emitted set's stamp when the input has none yet.
+        ref = self._newest[index] if self._newest[index] is not None else self._last_set_stamp
+        if ref is not None and stamp < ref - self.jump_threshold:
+            old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
+            self._clear()
+            self.stats.resets += 1
+            # Messages of the old epoch still in flight on other inputs are stragglers, not a
+            # forward jump: drop them for camera_timeout [s] of arrival time.
+            self._guard = (now + self.camera_timeout, old_end - self.jump_threshold)
+
+        reason = self._reject_reason(index, stamp, now)
+        if reason is not None:
+            self._drop(index, reason, 1)
+            return self._emit(now, None)
+
+        q, m = self._stamps[index], self._msgs[index]
+        i = bisect_right(q, stamp)
+        q.insert(i, stamp)
+        m.insert(i, msg)
+        if self._newest[index] is None or stamp > self._newest[index]:
+            self._newest[index] = stamp
+        new: float | None = stamp
+        if len(q) > self.queue_size:               # overflow: the oldest stamp goes
+            if i == 0:
+                new = None                         # ... which is the new message itself
+            del q[0], m[0]
+            self._drop(index, "overflow", 1)
+        return self._emit(now, new)
+
+    def poll(self, now: float) -> list[SyncedSet]:
+        """Call periodically (e.g. 10 Hz timer): with allow_partial, emits the sets that become
+        complete once a camera is declared silent, without waiting for the next message."""
+        return self._emit(now, None)
+
+    def states(self, now: float) -> list[CameraState]:
+        """Per-input diagnostics at arrival time `now` [s]."""
+        return [CameraState(
+            name=name, last_stamp=self._last_stamp[c], last_arrival=self._last_arrival[c],
+            age=None if self._last_arrival[c] is None else now - self._last_arrival[c],
+            silent=self._silent(c, now), received=self._received[c], dropped=self._dropped[c],
+            queued=len(self._stamps[c]), used=self._used[c]) for c, name in enumerate(self.names)]
+
+    def silent(self, now: float) -> list[str]:
+        """Names of the inputs that are silent at `now` [s]."""
+        return [name for c, name in enumerate(self.names) if self._silent(c, now)]
+
+    def reset(self) -> None:
+        """Forget queued messages and the stamp epoch (e.g. on /clock reset). Queued messages
+        count as dropped; counters and arrival history are kept; `stats.resets` is not bumped."""
+        self._clear()
+
+    # -- internals --------------------------------------------------------------------------
+    def _clear(self) -> None:
+        for c, q in enumerate(self._stamps):
+            self._drop(c, "reset", len(q))
+            q.clear()
+            self._msgs[c].clear()
+        n = len(self.names)
+        self._newest: list[float | None] = [None] * n     # newest accepted stamp per input [s]
+        self._watermark: list[float | None] = [None] * n  # newest stamp consumed per input [s]
+        self._last_set_stamp: float | None = None
+        self._required: tuple[int, ...] | None = None     # inputs required at the last search
+        self._guard: tuple[float, float] | None = None    # (until arrival, min straggler stamp) [s]
+
+    def _drop(self, index: int, reason: str, count: int) -> None:
+        if count:
+            self._dropped[index] += count
+            key = "dropped_" + reason
+            setattr(self.stats, key, getattr(self.stats, key) + count)
+
+    def _reject_reason(self, index: int, stamp: float, now: float) -> str | None:
+        if self._guard is not None:
+            if now > self._guard[0]:
+                self._guard = None
+            elif stamp >= self._guard[1]:
+                return "stale"
+        if self._last_set_stamp is not None and stamp <= self._last_set_stamp - self.slop:
+            return "stale"                          # future sets have all stamps > last - slop
+        wm = self._watermark[index]
+        if wm is not None and stamp <= wm:          # not older than what this input already gave
+            return "duplicate" if stamp == wm else "stale"
+        q = self._stamps[index]
+        i = bisect_left(q, stamp)
+        if i < len(q) and q[i] == stamp:
+            return "duplicate"
+        return None
+
+    def _silent(self, c: int, now: float) -> bool:
+        last = self._last_arrival[c]
+        if last is None:
+            return self._flow_start is not None and now - self._flow_start > self.camera_timeout
+        return now - last > self.camera_timeout
+
+    def _emit(self, now: float, new: float | None) -> list[SyncedSet]:
+        n = len(self.names)
+        required = (tuple(c for c in range(n) if not self._silent(c, now))
+                    if self.allow_partial else tuple(range(n)))
+        out: list[SyncedSet] = []
+        if required != self._required:              # invariant may not hold: sweep everything
+            self._required = required
+            while (s := self._search(required, -math.inf, math.inf)) is not None:
+                out.append(s)
+        elif new is not None:                       # only sets containing the new stamp
+            s = self._search(required, new - self.slop - EPS_S, new + self.slop + EPS_S)
+            if s is not None:
+                out.append(s)
+        return out
+
+    def _search(self, required: tuple[int, ...], lo: float, hi: float) -> SyncedSet | None:
+        """Earliest set among the stamps in [lo, hi] [s]; consumes and returns it, or None."""
+        if not required:
+            return None
+        items: list[tuple[float, int]] = []
+        for c in required:
+            q = self._stamps[c]
+            i, j = bisect_left(q, lo), bisect_right(q, hi)
+            if i == j:
+                return None                         # this input has nothing in range
+            items.extend((s, c) for s in q[i:j])
+        items.sort()
+        counts = [0] * len(self.names)
+        covered, left, width = 0, 0, self.slop + EPS_S
+        for s, c in items:                          # window (s - slop, s]: right end = candidate p
+            if counts[c] == 0:
+                covered += 1
+            counts[c] += 1
+            while s - items[left][0] > width:
+                lc = items[left][1]
+                counts[lc] -= 1
+                if counts[lc] == 0:
+                    covered -= 1
+                left += 1
+            if covered == len(required):
+                return self._consume(required, s)
+        return None
+
+    def _consume(self, required: tuple[int, ...], p: float) -> SyncedSet:
+        n = len(self.names)
+        messages: list[Any | None] = [None] * n
+        stamps: list[float | None] = [None] * n
+        req = set(required)
+        for c in range(n):
+            q, m = self._stamps[c], self._msgs[c]
+            k = bisect_right(q, p)                  # entries <= p: used or stale from now on
+            if k == 0:
+                continue
+            if c in req:                            # latest <= p lies in [p - slop, p]
+                messages[c], stamps[c] = m[k - 1], q[k - 1]
+                self._used[c] += 1
+                self._drop(c, "stale", k - 1)
+            else:
+                self._drop(c, "stale", k)
+            self._watermark[c] = q[k - 1]
+            del q[:k], m[:k]
+        self._last_set_stamp = p
+        synced = SyncedSet(stamp=p, messages=messages, stamps=stamps)
+        self.stats.sets_emitted += 1
+        self.stats.partial_sets += synced.partial
+        return synced
