@@ -113,6 +113,60 @@ class SurroundCloud:
         return int(self.xyz.shape[0])
 
 
+class CloudFuser:
+    """Fuses N depth maps into one base_link cloud; the per-camera ray grids (rotated into
+    base_link) are cached, since they change only with the intrinsics or the image size."""
+
+    def __init__(self, T_base_cam: np.ndarray, stride: int = 1):
+        self.T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
+        if self.T_base_cam.ndim != 3 or self.T_base_cam.shape[1:] != (4, 4):
+            raise ValueError(f"T_base_cam must be [N,4,4], got {self.T_base_cam.shape}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+        self._key: bytes | None = None
+        self._rays: np.ndarray | None = None
+        self._origins = self.T_base_cam[:, :3, 3].astype(np.float32)
+
+    def _rays_base(self, K: np.ndarray, h: int, w: int) -> np.ndarray:
+        key = K.tobytes() + bytes(f"{h}x{w}", "ascii")
+        if key != self._key:
+            u, v = pixel_grid(h, w, self.stride)
+            fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
+            cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
+            rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones((len(K),) + u.shape)], axis=-1)
+            self._rays = np.einsum("nij,nhwj->nhwi", self.T_base_cam[:, :3, :3], rays).astype(np.float32)
+            self._key = key
+        return self._rays
+
+    def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
+                 max_depth: float = 80.0, depth_std: np.ndarray | None = None,
+                 max_std_ratio: float | None = None) -> SurroundCloud:
+        """depths [N,H,W] metres -> cloud of every stride-th pixel with depth in [min_depth, max_depth]
+        (NaN and inf dropped, REP-118) and, with max_std_ratio, depth_std / depth <= that ratio."""
+        depths = np.asarray(depths)
+        K = np.asarray(K, dtype=np.float64)
+        if depths.ndim != 3:
+            raise ValueError(f"depths must be [N,H,W], got shape {depths.shape}")
+        n, h, w = depths.shape
+        if K.shape != (n, 3, 3) or self.T_base_cam.shape[0] != n:
+            raise ValueError(f"need K [{n},3,3] and T_base_cam [{n},4,4], got {K.shape} and {self.T_base_cam.shape}")
+        if images is not None and images.shape[:3] != (n, h, w):
+            raise ValueError(f"images must be [{n},{h},{w},3] like depths, got {images.shape}")
+        if not 0 <= min_depth < max_depth:
+            raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
+        s = self.stride
+        d = depths[:, ::s, ::s]
+        with np.errstate(invalid="ignore"):
+            keep = (d >= min_depth) & (d <= max_depth)
+            if max_std_ratio is not None and depth_std is not None:
+                keep &= depth_std[:, ::s, ::s] <= max_std_ratio * d
+        cam = np.nonzero(keep)[0]
+        xyz = self._rays_base(K, h, w)[keep] * d[keep].astype(np.float32)[:, None] + self._origins[cam]
+        rgb = images[:, ::s, ::s][keep] if images is not None else None
+        return SurroundCloud(xyz=xyz, camera=cam.astype(np.uint8), rgb=rgb)
+
+
 def fuse_cloud(
     depths: np.ndarray,
     K: np.ndarray,
@@ -124,39 +178,13 @@ def fuse_cloud(
     depth_std: np.ndarray | None = None,
     max_std_ratio: float | None = None,
 ) -> SurroundCloud:
-    """Fuse N depth maps [N,H,W] (m) into one cloud in base_link.
+    """Fuse N depth maps [N,H,W] (m) into one cloud in base_link (one-off form of CloudFuser).
 
     Keeps every `stride`-th pixel in both axes whose depth lies in [min_depth, max_depth]
     (NaN and inf are dropped, REP-118) and, when `max_std_ratio` is given, whose
     depth_std / depth is at most that ratio. `images` [N,H,W,3] uint8 colours the points.
     """
-    depths = np.asarray(depths)
-    K = np.asarray(K, dtype=np.float64)
-    T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
-    if depths.ndim != 3:
-        raise ValueError(f"depths must be [N,H,W], got shape {depths.shape}")
-    n, h, w = depths.shape
-    if K.shape != (n, 3, 3) or T_base_cam.shape != (n, 4, 4):
-        raise ValueError(f"need K [{n},3,3] and T_base_cam [{n},4,4], got {K.shape} and {T_base_cam.shape}")
-    if images is not None and images.shape[:3] != (n, h, w):
-        raise ValueError(f"images must be [{n},{h},{w},3] like depths, got {images.shape}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    if not 0 <= min_depth < max_depth:
-        raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
-    d = depths[:, ::stride, ::stride].astype(np.float64)
-    u, v = pixel_grid(h, w, stride)
-    fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
-    cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
-    pts = np.stack([(u - cx) / fx * d, (v - cy) / fy * d, d], axis=-1)
-    with np.errstate(invalid="ignore"):
-        keep = (d >= min_depth) & (d <= max_depth)
-        if max_std_ratio is not None and depth_std is not None:
-            keep &= depth_std[:, ::stride, ::stride] <= max_std_ratio * d
-    pts_base = transform_points(T_base_cam, pts)
-    cam_index = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], d.shape)
-    rgb = images[:, ::stride, ::stride][keep] if images is not None else None
-    return SurroundCloud(xyz=pts_base[keep].astype(np.float32), camera=cam_index[keep].copy(), rgb=rgb)
+    return CloudFuser(T_base_cam, stride)(depths, K, images, min_depth, max_depth, depth_std, max_std_ratio)
 
 
 def reproject_depth(

@@ -14,7 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .geometry import SurroundCloud, fuse_cloud
+from .geometry import CloudFuser, SurroundCloud
 from .rig import CameraRig, scale_intrinsics
 from .runtime.base import DepthBackend
 
@@ -57,7 +57,7 @@ class SurroundDepthPipeline:
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.cloud_stride, self.max_depth_std_ratio = int(cloud_stride), float(max_depth_std_ratio)
         self.make_cloud = make_cloud
-        self.T_base_cam = rig.T_base_cam
+        self.fuser = CloudFuser(rig.T_base_cam, self.cloud_stride)
 
     def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> PreparedBatch:
         """images: per camera uint8 [H_i,W_i,3] RGB or None (absent); K: per camera [3,3] at that
@@ -95,10 +95,14 @@ class SurroundDepthPipeline:
         depth[~batch.present] = np.nan
         cloud = None
         if self.make_cloud:
-            cloud = fuse_cloud(depth, batch.K, self.T_base_cam, images=batch.images, stride=self.cloud_stride,
-                               min_depth=self.min_depth, max_depth=self.max_depth, depth_std=depth_std,
-                               max_std_ratio=self.max_depth_std_ratio or None)
+            cloud = self.fuser(depth, batch.K, images=batch.images, min_depth=self.min_depth, max_depth=self.max_depth,
+                               depth_std=depth_std, max_std_ratio=self.max_depth_std_ratio or None)
         return depth, cloud
+
+    def finish(self, batch: PreparedBatch, depth: np.ndarray, depth_std: np.ndarray) -> SetResult:
+        """Postprocess the backend's output for `batch` into a SetResult (timings left empty)."""
+        depth, cloud = self.postprocess(depth, depth_std, batch)
+        return SetResult(depth, depth_std, batch.K, batch.images, batch.present, cloud, {}, batch.resized_from)
 
     def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> SetResult:
         """Preprocess, infer once for all views, postprocess; per-stage timings in milliseconds."""
@@ -107,7 +111,7 @@ class SurroundDepthPipeline:
         t1 = time.perf_counter()
         depth, std = self.backend.infer(batch.images, batch.K[:, 0, 0].astype(np.float32))
         t2 = time.perf_counter()
-        depth, cloud = self.postprocess(depth, std, batch)
+        result = self.finish(batch, depth, std)
         t3 = time.perf_counter()
-        timings = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
-        return SetResult(depth, std, batch.K, batch.images, batch.present, cloud, timings, batch.resized_from)
+        result.timings_ms = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
+        return result

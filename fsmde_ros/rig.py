@@ -72,6 +72,15 @@ class Camera:
         return dataclasses.replace(self, width=int(width), height=int(height), K=K)
 
 
+def strided_camera(cam: "Camera", k: int) -> "Camera":
+    """The camera seen through image[::k, ::k] (pixel j is original pixel k*j, so K scales by 1/k
+    without the half-pixel shift of a resize)."""
+    K = np.array(cam.K, dtype=np.float64, copy=True)
+    K[:2] /= k
+    K[2] = (0.0, 0.0, 1.0)
+    return dataclasses.replace(cam, width=-(-cam.width // k), height=-(-cam.height // k), K=K)
+
+
 def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     """Scale K [...,3,3] for an image resized by (sx, sy) with pixel centres at integers."""
     K = np.array(K, dtype=np.float64, copy=True)
@@ -138,6 +147,10 @@ class CameraRig:
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         return dataclasses.replace(self, cameras=tuple(c.resized(width, height) for c in self.cameras))
+
+    def strided(self, k: int) -> "CameraRig":
+        """Every camera as seen through image[::k, ::k] (see strided_camera)."""
+        return dataclasses.replace(self, cameras=tuple(strided_camera(c, k) for c in self.cameras))
 
     def describe(self) -> str:
         """A human-readable table of the rig (used by `fsmde rig show`)."""

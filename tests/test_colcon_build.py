@@ -52,27 +52,30 @@ def test_installed_package_finds_its_presets_through_the_ament_index(workspace):
     assert str(prefix / "share" / "fsmde_ros" / "config" / "rigs" / "nuscenes.yaml") in proc.stdout
 
 
-def test_installed_node_starts_with_a_rig_and_rejects_a_bad_one(workspace):
+def test_installed_node_starts_with_a_rig_and_rejects_a_bad_one(workspace, tmp_path):
     pytest.importorskip("rclpy", reason="needs rclpy (make setup installs the ROS 2 wheels)")
+    from tests.helpers.oracle_model import write_oracle_model
     from tests.helpers.ros_env import ros_env
 
+    model = write_oracle_model(tmp_path / "oracle.onnx", 6, 48, 80)
     prefix = workspace / "install" / "fsmde_ros"
     site = next(prefix.glob("lib/python3*/site-packages"))
     env = dict(ros_env(), PYTHONPATH=str(site), AMENT_PREFIX_PATH=str(prefix))
     node = [sys.executable, str(prefix / "lib" / "fsmde_ros" / "surround_depth_node"), "--ros-args"]
-    bad = subprocess.run(node + ["-p", "rig:=kitti"], env=env, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(node + ["-p", "rig:=kitti", "-p", f"model:={model}"], env=env, capture_output=True,
+                         text=True, timeout=60)
     assert bad.returncode == 2 and "no rig preset 'kitti'" in bad.stderr
-    proc = subprocess.Popen(node + ["-p", "rig:=nuscenes"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(node + ["-p", "rig:=nuscenes", "-p", f"model:={model}", "-p", "backend:=auto"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(60, proc.kill)  # never hang the suite on a silent node
     watchdog.start()
     try:
         lines = []
         for line in proc.stdout:
             lines.append(line)
-            if "neighbours:" in line:
+            if "backend onnxruntime" in line:
                 break
-        assert any("CAM_BACK_LEFT" in line for line in lines), "".join(lines)
+        assert any("input 80x48 x 6 views" in line for line in lines), "".join(lines)
         assert proc.poll() is None, "the node keeps running"
     finally:
         watchdog.cancel()

@@ -165,6 +165,11 @@ def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_
     nearest = np.sqrt(((sample[:, None, :] - expect.xyz[None, :, :]) ** 2).sum(-1)).min(axis=1)
     assert np.mean(nearest < 0.01) > 0.99, np.percentile(nearest, [50, 99])
     assert latest >= _sec(cloud_msg.header) - 0.1
+    # diagnostics: the live cross-view consistency of true depth is near zero; latency is measured
+    pipeline = [s for a in rec.diagnostics for s in a.status if s.name == "surround_depth: pipeline"]
+    values = {kv.key: kv.value for kv in pipeline[-1].values}
+    assert float(values["cross-view consistency median rel"]) < 0.05, values
+    assert float(values["latency p99 [ms]"]) > 0 and int(values["sets_published"]) >= 10
 
 
 def test_a_silent_camera_is_reported_and_allow_partial_keeps_the_others_flowing(oracle, world):

@@ -120,3 +120,15 @@ def test_malformed_preset_names_file_and_field(tmp_path, mutate, field):
     with pytest.raises(RigError) as err:
         load_rig(path)
     assert str(path) in str(err.value) and field in str(err.value)
+
+
+def test_strided_camera_maps_pixel_j_to_original_pixel_k_times_j():
+    cam = load_rig("nuscenes").resized(320, 192).cameras[1]
+    from fsmde_ros.rig import strided_camera
+
+    sub = strided_camera(cam, 2)
+    assert (sub.width, sub.height) == (160, 96)
+    p = np.array([3.0, -1.0, 20.0])
+    uv, _ = geometry.project(p, cam.K)
+    uv_sub, _ = geometry.project(p, sub.K)
+    np.testing.assert_allclose(uv_sub * 2, uv, atol=1e-9)
