@@ -59,6 +59,7 @@ class NodeHealth:
         self.camera_errors = {n: collections.Counter() for n in self.camera_names}
         self.silent: list[str] = []
         self.consistency: dict[str, float] = {}
+        self.sync_counters: dict[str, int] = {}  # the synchroniser's sets and drops (stale, overflow, ...)
 
     def image_received(self, camera: str, now: float) -> None:
         with self._lock:
@@ -93,6 +94,7 @@ class NodeHealth:
                 "latency p99 [ms]": f"{np.percentile(lat, 99):.1f}" if lat is not None else "n/a",
                 **{f"{k} mean [ms]": f"{np.mean(v):.1f}" for k, v in self.stage_ms.items()},
                 **{k: str(v) for k, v in sorted(self.counters.items())},
+                **{k: str(v) for k, v in self.sync_counters.items()},
                 "silent cameras": ", ".join(self.silent) or "none",
                 **{f"cross-view consistency {k}": f"{v:.3f}" for k, v in self.consistency.items()},
             }

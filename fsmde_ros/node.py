@@ -7,6 +7,7 @@ bad input is logged once per camera and kind, counted, and dropped, never raised
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import threading
@@ -191,8 +192,6 @@ class SurroundDepthNode(Node):
             except queue.Empty:
                 pass
             self._sets.put_nowait(synced)
-        if synced.partial:
-            self.health.count("partial_sets")
 
     # -- worker ---------------------------------------------------------------------------------
     def _intrinsics(self, i: int, width: int, height: int):
@@ -266,6 +265,7 @@ class SurroundDepthNode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         self.health.silent = [s.name for s in self.sync.states(now) if s.silent]
+        self.health.sync_counters = {f"sync {k}": v for k, v in dataclasses.asdict(self.sync.stats).items()}
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         for name, level, message, values in self.health.report(now):

@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--bad-camera", type=int, default=-1, help="this camera sends one yuv422 image at frame --bad-at")
     ap.add_argument("--bad-at", type=int, default=3)
     ap.add_argument("--no-info", action="store_true", help="do not publish CameraInfo (the node uses the rig)")
+    ap.add_argument("--compressed", action="store_true", help="send PNG CompressedImage on <image_topic>/compressed")
     ap.add_argument("--wait-for", type=int, default=1, help="wait until this many subscribers match each image topic")
     args = ap.parse_args()
 
@@ -48,7 +50,11 @@ def main() -> None:
     rclpy.init()
     node = rclpy.create_node("surround_publisher")
     cams = ds.rig.cameras
-    pub_img = [node.create_publisher(Image, c.image_topic, qos_profile_sensor_data) for c in cams]
+    if args.compressed:
+        pub_img = [node.create_publisher(CompressedImage, c.image_topic + "/compressed", qos_profile_sensor_data)
+                   for c in cams]
+    else:
+        pub_img = [node.create_publisher(Image, c.image_topic, qos_profile_sensor_data) for c in cams]
     pub_info = [node.create_publisher(CameraInfo, c.info_topic, qos_profile_sensor_data) for c in cams]
     deadline = time.monotonic() + 30
     while min(p.get_subscription_count() for p in pub_img) < args.wait_for and time.monotonic() < deadline:
@@ -71,7 +77,11 @@ def main() -> None:
                 continue
             if not args.no_info:
                 pub_info[i].publish(ros_msgs.make_camera_info(item["K"][i], args.width, args.height, header))
-            pub_img[i].publish(ros_msgs.rgb_to_image(images[i], header))
+            if args.compressed:  # PNG: lossless, so oracle depth survives
+                png = cv2.imencode(".png", cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR))[1]
+                pub_img[i].publish(CompressedImage(header=header, format="png", data=png.tobytes()))
+            else:
+                pub_img[i].publish(ros_msgs.rgb_to_image(images[i], header))
         rclpy.spin_once(node, timeout_sec=0.0)
         time.sleep(max(0.0, start + (n + 1) * period - time.monotonic()))
     time.sleep(0.5)
