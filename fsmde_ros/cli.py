@@ -82,6 +82,51 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .distill.trainer import TrainConfig, run_distillation
+
+    cfg = TrainConfig.load(args.config)
+    if args.out_dir:
+        cfg.out_dir = str(args.out_dir)
+    if args.steps:
+        cfg.steps = args.steps
+    ckpt = run_distillation(cfg, resume=not args.no_resume)
+    print(f"[distill] checkpoint: {ckpt}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .data.surround import CachedDataset
+    from .distill.evaluate import evaluate, format_table, write_results
+    from .runtime import create_backend
+
+    if args.onnx:
+        backend = create_backend(args.backend, args.onnx)
+    else:
+        backend = create_backend("torch", args.checkpoint, height=args.height, width=args.width)
+    dataset = CachedDataset(args.dataset, backend.height, backend.width, args.cache_dir)
+    results = evaluate(backend, dataset, max_depth=args.max_depth, dense_gt=args.dense_gt, limit=args.limit)
+    print(format_table(results))
+    if args.json:
+        print(f"[eval] wrote {write_results(results, args.json)}")
+    return 0
+
+
+def _cmd_teach(args: argparse.Namespace) -> int:
+    from .data.surround import CachedDataset
+    from .distill.teach import precompute_teacher
+    from .model.teachers import create_teacher
+
+    teacher = create_teacher(args.teacher, device=args.device)
+    for spec in args.dataset:
+        dataset = CachedDataset(spec, args.height, args.width, args.cache_dir)
+        # one cache per dataset, named like the dataset's render cache: `fsmde distill` finds it by that key
+        out = precompute_teacher(dataset, teacher, Path(args.out) / dataset.key, with_features=args.features)
+        print(f"[teach] {spec}: teacher outputs for {len(dataset)} sets in {out}")
+    print(f"[teach] train with `teacher: {args.out}` in the distill config")
+    return 0
+
+
 def _add_size(p: argparse.ArgumentParser, height: int = 192, width: int = 320) -> None:
     g = p.add_argument_group("image size")
     g.add_argument("--height", type=int, default=height, help="image height [px] (default %(default)s)")
@@ -91,8 +136,8 @@ def _add_size(p: argparse.ArgumentParser, height: int = 192, width: int = 320) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsmde",
-        description="Full-surround monocular metric depth: synthetic data, rigs, ONNX/TensorRT export "
-                    "and the demo (distill, eval, bag and play arrive with their issues).",
+        description="Full-surround monocular metric depth: synthetic data, rigs, distillation, evaluation, "
+                    "ONNX/TensorRT export and the demo (bag and play arrive with their issue).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fsmde_ros {__version__}")
@@ -131,6 +176,42 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--engine-cache-dir", type=Path, default=None, help="engine cache (default ~/.cache/fsmde_ros/engines)")
     _add_size(export)
     export.set_defaults(func=_cmd_export)
+
+    distill = sub.add_parser("distill", help="distil a student from a teacher (torchrun for several GPUs/nodes)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    distill.add_argument("--config", required=True, type=Path, help="training config YAML (config/distill/*.yaml)")
+    distill.add_argument("--out-dir", type=Path, help="override the config's out_dir")
+    distill.add_argument("--steps", type=int, help="override the config's steps")
+    distill.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
+    distill.set_defaults(func=_cmd_distill)
+
+    ev = sub.add_parser("eval", help="depth metrics (metric and median-scaled) and cross-view consistency",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    model = ev.add_argument_group("model").add_mutually_exclusive_group(required=True)
+    model.add_argument("--onnx", type=Path, help="exported student (.onnx); evaluated at its resolution")
+    model.add_argument("--checkpoint", type=Path, help="student checkpoint (.pt); evaluated at --height x --width")
+    ev.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"], help="for --onnx")
+    ev.add_argument("--dataset", default="synthetic:ddad?seed=100&frames=20",
+                    help="dataset spec: synthetic[:rig][?seed=&frames=&stride=] (ddad:/path, nuscenes:/path later)")
+    ev.add_argument("--max-depth", type=float, help="evaluation cap [m] (default: DDAD 200, nuScenes 80)")
+    ev.add_argument("--dense-gt", action="store_true", help="score against dense depth (synthetic only) instead of lidar")
+    ev.add_argument("--limit", type=int, help="evaluate the first N sets only")
+    ev.add_argument("--json", type=Path, help="write the results as JSON")
+    ev.add_argument("--cache-dir", default="~/.cache/fsmde_ros/datasets", help="rendered-dataset cache")
+    _add_size(ev)
+    ev.set_defaults(func=_cmd_eval)
+
+    teach = sub.add_parser("teach", help="run a teacher once over a dataset and store its outputs for training",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    teach.add_argument("--dataset", required=True, nargs="+", help="dataset spec(s), as in the distill config's train list")
+    teach.add_argument("--teacher", required=True,
+                       help="depth_anything:<local path or hub id>, onnx:<path>, or synthetic")
+    teach.add_argument("--out", required=True, type=Path, help="output directory (resumable)")
+    teach.add_argument("--features", action="store_true", help="also store the teacher's features (view-relational KD)")
+    teach.add_argument("--device", default="cpu", help="torch device for the teacher")
+    teach.add_argument("--cache-dir", default="~/.cache/fsmde_ros/datasets", help="rendered-dataset cache")
+    _add_size(teach)
+    teach.set_defaults(func=_cmd_teach)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded synthetic default",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -1,0 +1,70 @@
+"""`fsmde eval`: standard depth metrics and cross-view consistency of a student on a dataset.
+
+The student runs through the same backends as the node (ONNX model or checkpoint), on the
+dataset's images at the model's resolution; GT is the sparse lidar depth (the surround-depth
+protocol) or, with dense_gt, the synthetic world's dense depth. Metric (no scaling) and
+scale-aligned (per-image median scaling) results are reported separately.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..metrics import MAX_DEPTH_M, MIN_DEPTH_M, DepthMetricAccumulator, METRIC_KEYS, cross_view_consistency
+from ..runtime.base import DepthBackend
+
+# Evaluation resolutions of SurroundDepth's protocol (H, W).
+PROTOCOL_SIZE = {"ddad": (384, 640), "nuscenes": (352, 640)}
+
+
+def evaluate(backend: DepthBackend, dataset, max_depth: float | None = None, min_depth: float = MIN_DEPTH_M,
+             dense_gt: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Metrics of `backend` on `dataset` (items at the backend's resolution)."""
+    from tqdm import tqdm
+
+    rig = dataset.rig
+    max_depth = max_depth or MAX_DEPTH_M.get(rig.name, 80.0)
+    metric = DepthMetricAccumulator(rig.names, min_depth, max_depth)
+    scaled = DepthMetricAccumulator(rig.names, min_depth, max_depth, median_scaling=True)
+    consistency = []
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in tqdm(range(n), desc=f"eval {rig.name}", unit="set", disable=not progress):
+        item = dataset[i]
+        depth, _ = backend.infer(item["images"], item["K"][:, 0, 0].astype(np.float32))
+        gt = item["depth"] if dense_gt else item["lidar_depth"]
+        metric.update(depth, gt)
+        scaled.update(depth, gt)
+        consistency.append(cross_view_consistency(depth, rig, max_depth=max_depth))
+    pairs = [p for c in consistency for p in c["pairs"].values() if p["pixels"]]
+    return {
+        "rig": rig.name, "sets": n, "backend": backend.name, "min_depth": min_depth, "max_depth": max_depth,
+        "gt": "dense" if dense_gt else "lidar",
+        "metric": metric.result(), "median_scaled": scaled.result(),
+        "consistency": {"abs_m": float(np.mean([p["abs_m"] for p in pairs])) if pairs else float("nan"),
+                        "rel": float(np.mean([p["rel"] for p in pairs])) if pairs else float("nan")},
+    }
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A Markdown table: one row per camera and the average, metric and median-scaled."""
+    head = "| " + " | ".join(["camera", "scaling", *METRIC_KEYS]) + " |"
+    rows = [head, "|" + "---|" * (len(METRIC_KEYS) + 2)]
+    for scaling in ("metric", "median_scaled"):
+        res = results[scaling]
+        for name, m in res["per_camera"].items():
+            if m:
+                rows.append(f"| {name} | {scaling} | " + " | ".join(f"{m[k]:.3f}" for k in METRIC_KEYS) + " |")
+        rows.append(f"| **mean** | {scaling} | " + " | ".join(f"**{res[k]:.3f}**" for k in METRIC_KEYS) + " |")
+    c = results["consistency"]
+    rows.append(f"\ncross-view consistency (median disagreement in overlaps): {c['abs_m']:.3f} m, {c['rel']:.3f} relative")
+    return "\n".join(rows)
+
+
+def write_results(results: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,331 @@
+"""Distillation losses (DESIGN.md §5): supervised SILog, bin Chamfer, cross-interaction KD, and the
+combination with view-relational KD (`relational.py`) under one `DistillConfig`.
+
+Conventions: B surround sets of V views; depth in metres, [B,V,H,W] at the input resolution;
+bins at h x w = H/4 x W/4. GT is sparse lidar depth, 0 (or non-finite) = no return. The teacher
+is relative, disparity-like (an unknown per-image affine map of inverse depth, larger = nearer),
+[B,V,Ht,Wt] at any resolution: it is resized bilinearly to H x W *before* the alignment, which is
+exact for an affine map (interpolation commutes with it), with antialiasing when shrinking.
+An image (view) without valid GT contributes 0 to the GT terms, never NaN.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .relational import OverlapIndices, overlap_indices, view_relational_kd  # noqa: F401  (re-exported)
+
+# SILog's sqrt has an infinite slope at 0 (a perfect fit): below this it continues linearly, d / sqrt(eps),
+# so the loss is exact above eps, exactly 0 at 0, and its gradient stays bounded.
+_EPS_SQRT = 1e-6
+
+
+def valid_gt(gt: torch.Tensor, max_depth: float | None = None) -> torch.Tensor:
+    """Mask of usable GT: finite, > 0 and, when given, <= max_depth [m]."""
+    ok = torch.isfinite(gt) & (gt > 0)
+    return ok & (gt <= max_depth) if max_depth is not None else ok
+
+
+def silog_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
+               variance_focus: float = 0.85, per_image: bool = True) -> torch.Tensor:
+    """Scale-invariant log loss, BTS/AdaBins form 10 * sqrt(mean(g^2) - lambda * mean(g)^2), g = log pred - log gt.
+
+    pred, gt [...,H,W] metres (same shape), valid [...,H,W] bool (default: gt finite and > 0).
+    per_image=True (default): computed per image (the last two axes) and averaged over the
+    images that have valid GT (every view counts alike, and each view's own scale is judged);
+    False: pooled over all valid pixels of the batch (BTS). No valid GT -> 0 with grad.
+    """
+    if pred.shape != gt.shape or pred.ndim < 2:
+        raise ValueError(f"silog_loss needs pred and gt of the same shape [...,H,W], got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    valid = valid_gt(gt) if valid is None else valid.bool() & valid_gt(gt)
+    if valid.shape != gt.shape:
+        raise ValueError(f"valid must be {tuple(gt.shape)}, got {tuple(valid.shape)}")
+    dims = (-2, -1) if per_image else tuple(range(pred.ndim))
+    safe_gt = torch.where(valid, gt.float(), torch.ones_like(gt, dtype=torch.float))
+    g = torch.where(valid, torch.log(pred.float().clamp_min(1e-3)) - torch.log(safe_gt), torch.zeros_like(safe_gt))
+    n = valid.sum(dim=dims).float()
+    mean_g = g.sum(dim=dims) / n.clamp_min(1)
+    mean_g2 = (g * g).sum(dim=dims) / n.clamp_min(1)
+    d = (mean_g2 - variance_focus * mean_g ** 2).clamp_min(0)
+    per = 10.0 * torch.where(d > _EPS_SQRT, torch.sqrt(d.clamp_min(_EPS_SQRT)), d / _EPS_SQRT ** 0.5)
+    has = (n > 0).float()
+    return (per * has).sum() / has.sum().clamp_min(1)
+
+
+def bin_chamfer_loss(centres: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None, max_points: int = 4096,
+                     space: str = "log", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bidirectional Chamfer (AdaBins) between each view's bin centres and its valid GT depths.
+
+    centres [B,V,N] metres, gt [B,V,H,W] metres. Per view: mean over centres of the squared distance
+    to the nearest GT depth + mean over GT depths of the squared distance to the nearest centre,
+    in log depth (space='log') or metres (space='metric', AdaBins' literal form); averaged over
+    views with valid GT. Views with more than max_points valid pixels use a random subset.
+    """
+    if centres.ndim != 3 or gt.ndim != 4 or centres.shape[:2] != gt.shape[:2]:
+        raise ValueError(f"bin_chamfer_loss needs centres [B,V,N] and gt [B,V,H,W], got {tuple(centres.shape)} and {tuple(gt.shape)}")
+    if space not in ("log", "metric"):
+        raise ValueError(f"space must be 'log' or 'metric', got {space!r}")
+    valid = valid_gt(gt) if valid is None else valid.bool() & valid_gt(gt)
+    c = centres.float().flatten(0, 1)  # [BV,N]
+    g, mask = gt.float().flatten(0, 1).flatten(1), valid.flatten(0, 1).flatten(1)  # [BV,HW]
+    if g.shape[1] > max_points:  # valid pixels score in [1,2), invalid in [0,1): topk keeps valid ones first
+        score = torch.rand(g.shape, generator=generator, device=generator.device if generator else g.device).to(g.device)
+        keep = torch.topk(score + mask.float(), max_points, dim=1).indices
+        g, mask = g.gather(1, keep), mask.gather(1, keep)
+    g = torch.where(mask, g, torch.ones_like(g))
+    if space == "log":
+        c, g = torch.log(c.clamp_min(1e-6)), torch.log(g)
+    d2 = (c[:, :, None] - g[:, None, :]) ** 2  # [BV,N,M]
+    n = mask.sum(1).float()
+    c_to_g = torch.where(mask[:, None, :], d2, torch.full_like(d2, 1e12)).min(dim=2).values.mean(dim=1)
+    g_to_c = (d2.min(dim=1).values * mask).sum(1) / n.clamp_min(1)
+    has = n > 0
+    per = torch.where(has, c_to_g + g_to_c, torch.zeros_like(g_to_c))
+    return per.sum() / has.float().sum().clamp_min(1)
+
+
+def resize_teacher(teacher: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,V,Ht,Wt] -> [B,V,*size], bilinear (antialiased when shrinking); exact for affine maps of the values."""
+    if teacher.ndim != 4:
+        raise ValueError(f"teacher must be [B,V,H,W], got {tuple(teacher.shape)}")
+    if tuple(teacher.shape[-2:]) == tuple(size):
+        return teacher.float()
+    b, v = teacher.shape[:2]
+    shrink = teacher.shape[-2] > size[0] or teacher.shape[-1] > size[1]
+    x = F.interpolate(teacher.float().flatten(0, 1)[:, None], size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return x.reshape(b, v, *size)
+
+
+def _nanmedian(x: torch.Tensor) -> torch.Tensor:
+    return torch.nanmedian(x, dim=-1).values
+
+
+def _match_median_mad(tn: torch.Tensor, sn: torch.Tensor):
+    """NaN-masked teacher/student disparities [M,P] -> (scale, med t, med s, MAD s), each [M]."""
+    mt, ms = _nanmedian(tn), _nanmedian(sn)
+    dt, ds = _nanmedian((tn - mt[:, None]).abs()), _nanmedian((sn - ms[:, None]).abs())
+    return ds / dt.clamp_min(1e-12), mt, ms, ds
+
+
+@torch.no_grad()
+def align_teacher(teacher_rel: torch.Tensor, student_depth: torch.Tensor, valid: torch.Tensor | None = None,
+                  min_depth: float | torch.Tensor = 0.5, max_depth: float | torch.Tensor = 250.0,
+                  max_points: int = 65536, trim_iters: int = 3) -> torch.Tensor:
+    """Teacher relative disparity [B,V,Ht,Wt] -> metric depth [B,V,H,W] on the student's scale (no grad).
+
+    Per image, in inverse depth: the teacher is made shift- and scale-invariant by its median
+    and median absolute deviation (MAD), then given the median and MAD of the student's
+    detached disparity 1/depth: s' = med(s) + MAD(s) / MAD(t) * (t - med(t)). Robust (50 %
+    breakdown) and exact for t = a/depth + b; then `trim_iters` times the pixels whose residual
+    exceeds max(3 sigma_MAD, 5 % of MAD(s)) are dropped and the match is redone on the rest, so
+    teacher outliers do not bias it. Fitted on `valid` pixels [B,V,H,W] (default all), at most
+    max_points per image (regular stride). Depth is clamped to [min_depth, max_depth]
+    (floats or [B,V] tensors, e.g. the student's first and last bin centres). Images with no
+    pixel to fit get the student's depth.
+    """
+    if student_depth.ndim != 4 or teacher_rel.ndim != 4 or teacher_rel.shape[:2] != student_depth.shape[:2]:
+        raise ValueError(f"align_teacher needs teacher [B,V,Ht,Wt] and student depth [B,V,H,W], "
+                         f"got {tuple(teacher_rel.shape)} and {tuple(student_depth.shape)}")
+    b, v, h, w = student_depth.shape
+    t = resize_teacher(teacher_rel.detach(), (h, w))
+    sd = student_depth.detach().float()
+    s = 1.0 / sd.clamp_min(1e-6)
+    ok = torch.isfinite(t) & torch.isfinite(s) & (sd > 0)
+    if valid is not None:
+        if valid.shape != student_depth.shape:
+            raise ValueError(f"valid must be {tuple(student_depth.shape)}, got {tuple(valid.shape)}")
+        ok &= valid.bool()
+    stride = max(1, -(-h * w // max_points))
+    tf, sf, of = (x.reshape(b * v, h * w)[:, ::stride] for x in (t, s, ok))
+    nan = torch.tensor(float("nan"), device=t.device)
+    tn, sn = torch.where(of, tf, nan), torch.where(of, sf, nan)
+    scale, mt, ms, ds = _match_median_mad(tn, sn)
+    for _ in range(trim_iters):  # drop pixels the fit leaves far off, then match again on the rest
+        r = (sn - (ms[:, None] + scale[:, None] * (tn - mt[:, None]))).abs()
+        thr = torch.maximum(3 * 1.4826 * _nanmedian(r), 0.05 * ds)
+        keep = r <= thr[:, None]  # NaN -> False; never empty where fitted (half the residuals are <= their median)
+        scale, mt, ms, ds = _match_median_mad(torch.where(keep, tn, nan), torch.where(keep, sn, nan))
+    disp = ms[:, None] + scale[:, None] * (t.reshape(b * v, h * w) - mt[:, None])
+    lo = torch.as_tensor(min_depth, dtype=torch.float, device=t.device).expand(b, v).reshape(-1, 1)
+    hi = torch.as_tensor(max_depth, dtype=torch.float, device=t.device).expand(b, v).reshape(-1, 1)
+    depth = 1.0 / torch.maximum(torch.minimum(torch.nan_to_num(disp, nan=0.0), 1.0 / lo), 1.0 / hi)
+    fitted = of.any(dim=1, keepdim=True) & torch.isfinite(scale)[:, None]
+    depth = torch.where(fitted, depth, torch.minimum(torch.maximum(sd.reshape(b * v, -1), lo), hi))
+    return depth.reshape(b, v, h, w)
+
+
+def downsample_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B,V,H,W] metres -> [B,V,*size], area-averaged in log depth (geometric mean)."""
+    b, v = depth.shape[:2]
+    x = torch.log(depth.float().clamp_min(1e-6)).flatten(0, 1)[:, None]
+    return torch.exp(F.adaptive_avg_pool2d(x, size)).reshape(b, v, *size)
+
+
+def teacher_bin_probs(teacher_depth: torch.Tensor, centres: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft assignment of teacher depth to the student's bins, q_k ∝ exp(-(log d - log c_k)^2 / tau).
+
+    teacher_depth [B,V,h,w] m, centres [B,V,N] m (both detached here) -> (q, log q) [B,V,N,h,w].
+    A Gaussian kernel in log depth: std sqrt(tau/2) is the assumed relative depth error.
+    """
+    if teacher_depth.ndim != 4 or centres.ndim != 3 or teacher_depth.shape[:2] != centres.shape[:2]:
+        raise ValueError(f"teacher_bin_probs needs depth [B,V,h,w] and centres [B,V,N], "
+                         f"got {tuple(teacher_depth.shape)} and {tuple(centres.shape)}")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    ld = torch.log(teacher_depth.detach().float().clamp_min(1e-6))[:, :, None]
+    lc = torch.log(centres.detach().float().clamp_min(1e-6))[..., None, None]
+    log_q = torch.log_softmax(-(ld - lc) ** 2 / tau, dim=2)
+    return log_q.exp(), log_q
+
+
+def _log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    if "logits" in out:
+        return torch.log_softmax(out["logits"].float(), dim=2)
+    return torch.log(out["probs"].float().clamp_min(1e-12))
+
+
+def cross_interaction_kd(out: dict[str, torch.Tensor], teacher_rel: torch.Tensor, gt: torch.Tensor, cfg: "DistillConfig",
+                         aligned: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Cross-interaction KD terms: 'ci_kl' = KL(q || p) per pixel averaged densely (q a stop-gradient
+    target from the aligned teacher), 'ci_depth' = SILog(sum_k q_k c_k upsampled to H x W, gt), which
+    trains the centres only. Each only when its weight is > 0.
+
+    out: 'depth' [B,V,H,W], 'centres' [B,V,N], 'logits' (or 'probs') [B,V,N,h,w]; teacher_rel
+    [B,V,Ht,Wt] (unused when `aligned`, a precomputed `align_teacher` result [B,V,H,W], is given;
+    else aligned here and clamped to the student's centre range); gt [B,V,H,W] m.
+    """
+    depth, centres = out["depth"], out["centres"]
+    scores = out["logits"] if "logits" in out else out["probs"]
+    if gt.shape != depth.shape or depth.ndim != 4:
+        raise ValueError(f"gt must be [B,V,H,W] = {tuple(depth.shape)}, got {tuple(gt.shape)}")
+    if scores.ndim != 5 or centres.shape != scores.shape[:3] or centres.shape[:2] != depth.shape[:2]:
+        raise ValueError(f"need centres [B,V,N] and logits/probs [B,V,N,h,w] of the batch, "
+                         f"got {tuple(centres.shape)} and {tuple(scores.shape)}")
+    h4, w4 = scores.shape[-2:]
+    if aligned is None:
+        c = centres.detach()
+        aligned = align_teacher(teacher_rel, depth, min_depth=c[..., 0], max_depth=c[..., -1], max_points=cfg.align_max_points)
+    q, log_q = teacher_bin_probs(downsample_depth(aligned, (h4, w4)), centres, cfg.tau_bins)
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.w_ci_kl > 0:
+        terms["ci_kl"] = (q * (log_q - _log_probs(out))).sum(dim=2).mean()
+    if cfg.w_ci_depth > 0:
+        with torch.autocast(depth.device.type, enabled=False):  # fp32 even under AMP
+            dq = torch.einsum("bvnhw,bvn->bvhw", q, centres.float())
+        dq = F.interpolate(dq.flatten(0, 1)[:, None], size=depth.shape[-2:], mode="bilinear", align_corners=False)
+        terms["ci_depth"] = silog_loss(dq.reshape(depth.shape), gt, valid_gt(gt, cfg.gt_max_depth_m),
+                                       cfg.silog_variance_focus, cfg.silog_per_image)
+    return terms
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Weights and temperatures of every loss term; weight 0 switches a term off (not computed).
+
+    The paper's exact values are not public. Defaults: SILog lambda = 0.85 and its factor 10
+    (BTS/AdaBins), chamfer weight 0.1 (AdaBins). KD weights 1.0: the KL terms are in nats per
+    pixel/row (<= log N, log M), the same order as a converged SILog, and ci_depth is a SILog like
+    the supervised term. tau_bins 0.02: kernel std sqrt(tau/2) = 0.1 in log depth, about one bin of
+    64 log-spaced bins over [0.5, 250] m and the affine-aligned error of Depth Anything on driving
+    scenes (~10 %). vr_temperature 0.1: the usual temperature of cosine-similarity relations
+    (contrastive / pixel-relation KD). vr_samples 256 per strip (a 256x256 relation per pair).
+    Chamfer in log depth (the head's bins are log-spaced; in metres far returns would dominate by
+    ~1e4), 'metric' gives AdaBins' literal form.
+    """
+
+    w_silog: float = 1.0
+    w_bins: float = 0.1
+    w_ci_kl: float = 1.0
+    w_ci_depth: float = 1.0
+    w_vr_feat: float = 1.0  # computed only when the batch carries teacher_features
+    w_vr_depth: float = 1.0
+    silog_variance_focus: float = 0.85
+    silog_per_image: bool = True
+    chamfer_space: str = "log"
+    chamfer_max_points: int = 4096  # GT depths per view in the chamfer (random subset beyond)
+    tau_bins: float = 0.02
+    vr_temperature: float = 0.1
+    vr_samples: int = 256
+    vr_patch: int = 3  # log-depth patch size of the teacher-depth relation descriptor (at h x w)
+    align_max_points: int = 65536  # pixels per image in the teacher's median/MAD fit
+    gt_max_depth_m: float | None = None  # ignore GT beyond this (None: keep all)
+
+    def __post_init__(self) -> None:
+        bad = [k for k in ("w_silog", "w_bins", "w_ci_kl", "w_ci_depth", "w_vr_feat", "w_vr_depth") if getattr(self, k) < 0]
+        bad += [k for k in ("tau_bins", "vr_temperature") if getattr(self, k) <= 0]
+        if not 0 <= self.silog_variance_focus <= 1:
+            bad.append("silog_variance_focus")
+        if self.chamfer_space not in ("log", "metric"):
+            bad.append("chamfer_space")
+        if self.vr_samples < 2 or self.vr_patch < 1 or self.vr_patch % 2 == 0:
+            bad.append("vr_samples/vr_patch")
+        if self.chamfer_max_points < 1 or self.align_max_points < 1:
+            bad.append("max_points")
+        if bad:
+            raise ValueError(f"bad DistillConfig values for {bad}: {self}")
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.w_ci_kl > 0 or self.w_ci_depth > 0 or self.w_vr_feat > 0 or self.w_vr_depth > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "DistillConfig":
+        d = dict(d or {})
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown DistillConfig keys {unknown}")
+        return cls(**d)
+
+
+def ablation_presets() -> dict[str, DistillConfig]:
+    """The ablation table's four rows: supervised only, + cross-interaction KD, + view-relational KD, full."""
+    no_ci, no_vr = dict(w_ci_kl=0.0, w_ci_depth=0.0), dict(w_vr_feat=0.0, w_vr_depth=0.0)
+    return {"supervised": DistillConfig(**no_ci, **no_vr), "ci_kd": DistillConfig(**no_vr),
+            "vr_kd": DistillConfig(**no_ci), "full": DistillConfig()}
+
+
+def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: DistillConfig,
+                      overlap: OverlapIndices | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total = sum of weight * term over the enabled terms; returns (total, {term: unweighted float}).
+
+    out: the student's forward dict; batch: 'gt' [B,V,H,W] m, 'teacher' [B,V,Ht,Wt] (needed by the
+    KD terms), optional 'teacher_features' [B,V,Ct,ht,wt]; overlap: `overlap_indices` at the
+    feature resolution (needed by the view-relational terms). Terms: silog, bins, ci_kl,
+    ci_depth, vr_feat (only with teacher_features), vr_depth.
+    """
+    depth, gt = out["depth"], batch["gt"]
+    if depth.ndim != 4 or gt.shape != depth.shape:
+        raise ValueError(f"gt must match the student's depth [B,V,H,W] = {tuple(depth.shape)}, got {tuple(gt.shape)}")
+    valid = valid_gt(gt, cfg.gt_max_depth_m)
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.w_silog > 0:
+        terms["silog"] = silog_loss(depth, gt, valid, cfg.silog_variance_focus, cfg.silog_per_image)
+    if cfg.w_bins > 0:
+        terms["bins"] = bin_chamfer_loss(out["centres"], gt, valid, cfg.chamfer_max_points, cfg.chamfer_space)
+    if cfg.uses_teacher:
+        if batch.get("teacher") is None:
+            raise ValueError("the KD terms are enabled but the batch has no 'teacher' (use the 'supervised' preset "
+                             "or provide teacher predictions)")
+        c = out["centres"].detach()
+        aligned = align_teacher(batch["teacher"], depth, min_depth=c[..., 0], max_depth=c[..., -1],
+                                max_points=cfg.align_max_points)
+        if cfg.w_ci_kl > 0 or cfg.w_ci_depth > 0:
+            terms.update(cross_interaction_kd(out, batch["teacher"], gt, cfg, aligned=aligned))
+        if cfg.w_vr_feat > 0 or cfg.w_vr_depth > 0:
+            if overlap is None:
+                raise ValueError("the view-relational terms need overlap=overlap_indices(rig, h, w, cfg.vr_samples)")
+            feats = out["features"]
+            teacher_lo = downsample_depth(aligned, feats.shape[-2:])
+            terms.update(view_relational_kd(feats, teacher_lo, overlap, cfg, batch.get("teacher_features")))
+    weights = {"silog": cfg.w_silog, "bins": cfg.w_bins, "ci_kl": cfg.w_ci_kl, "ci_depth": cfg.w_ci_depth,
+               "vr_feat": cfg.w_vr_feat, "vr_depth": cfg.w_vr_depth}
+    total = depth.sum() * 0.0
+    for k, t in terms.items():
+        total = total + weights[k] * t
+    return total, {k: float(t.detach()) for k, t in terms.items()}

@@ -1,0 +1,228 @@
+"""Precompute a teacher's predictions over a dataset once (`fsmde teach`), and read them back.
+
+Layout of a cache directory:
+- `teacher_{i:06d}.npz` per dataset position i: `relative` float16 [V,H,W] (disparity-like, larger =
+  nearer, unknown scale/shift, at the dataset's resolution), `features` float16 [V,C,h,w] when
+  computed with features, `index` (the item's own `index`, else i);
+- `teacher.json`: teacher name and spec, dataset length, resolution (views, height, width),
+  feature shape, and whether every item is written (`complete`).
+Files are written atomically (temp file + rename), so an interrupted run resumes by skipping
+the items already written. `WithTeacherCache(dataset, out_dir)` puts the cached predictions into
+each item as `teacher` (and `teacher_features`), which is where the trainer looks for them
+(`fsmde_ros.model.teachers.teacher_output`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fsmde_ros.model.teachers import RelativeDepthTeacher, as_float_images, teacher_output
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "teacher.json"
+CACHE_FORMAT = "fsmde_teacher_cache"
+CACHE_VERSION = 1
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # values beyond this would be stored as inf
+
+
+def item_path(out_dir: str | Path, i: int) -> Path:
+    """Path of dataset position i's predictions in a cache directory."""
+    return Path(out_dir) / f"teacher_{i:06d}.npz"
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def _write_meta(out: Path, meta: dict) -> None:
+    _write_atomic(out / META_FILE, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+
+
+def read_meta(out_dir: str | Path) -> dict:
+    """The cache's teacher.json (FileNotFoundError naming what to run when absent)."""
+    path = Path(out_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not a teacher cache; run precompute_teacher (fsmde teach) first")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete the directory and recompute") from e
+    if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
+        raise ValueError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} (format={meta.get('format')!r}, "
+                         f"version={meta.get('version')!r})")
+    return meta
+
+
+def _resolution(meta: dict) -> tuple[int, int, int]:
+    return int(meta["views"]), int(meta["height"]), int(meta["width"])
+
+
+def _float16(name: str, x: torch.Tensor, what: str) -> np.ndarray:
+    a = x.detach().float().cpu().numpy()
+    if not np.isfinite(a).all() or np.abs(a).max(initial=0.0) > FLOAT16_MAX:
+        raise ValueError(f"teacher {name}: {what} has non-finite values or values beyond float16 range "
+                         f"(max |x| = {np.abs(a).max(initial=0.0):g})")
+    return a.astype(np.float16)
+
+
+def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Path, batch_size: int = 1,
+                       with_features: bool = False, num_workers: int = 0) -> Path:
+    """Run `teacher` once over `dataset` (items: images uint8 [V,H,W,3], ...) into out_dir; returns out_dir.
+
+    Resumable: positions whose npz exists are skipped (the items are not even loaded). A cache
+    made by another teacher spec, for another dataset length or resolution, or with/without
+    features, is refused rather than mixed. num_workers > 0 loads items in a torch DataLoader.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n, spec = len(dataset), getattr(teacher, "spec", teacher.name)
+    if n == 0:
+        raise ValueError("precompute_teacher: the dataset is empty")
+    meta = read_meta(out) if (out / META_FILE).exists() else None
+    if meta is None and any(out.glob("teacher_*.npz")):
+        raise ValueError(f"{out} holds teacher_*.npz but no {META_FILE}: delete them or choose another out_dir")
+    if meta is not None:
+        want = {"spec": spec, "length": n, "with_features": bool(with_features)}
+        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+        if diff:
+            raise ValueError(f"teacher cache {out} does not match this run (field: (cache, now)): {diff}; "
+                             f"delete it or choose another out_dir")
+    pending = [i for i in range(n) if not item_path(out, i).is_file()]
+    if len(pending) < n:
+        logger.info("teacher cache %s: %d of %d items already written, skipping them", out, n - len(pending), n)
+    loader: Any = (torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pending), batch_size=batch_size,
+                                               num_workers=num_workers, collate_fn=list)
+                   if num_workers > 0 else (
+                       [dataset[i] for i in pending[s:s + batch_size]] for s in range(0, len(pending), batch_size)))
+    done = 0
+    with tqdm(total=n, initial=n - len(pending), desc=f"teacher {spec}", unit="set") as bar:
+        for items in loader:
+            positions = pending[done:done + len(items)]
+            images = torch.stack([torch.as_tensor(np.asarray(it["images"])) for it in items])  # [B,V,H,W,3] uint8
+            res = tuple(int(s) for s in images.shape[1:4])
+            if meta is None:
+                meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "teacher": teacher.name, "spec": spec,
+                        "length": n, "views": res[0], "height": res[1], "width": res[2],
+                        "with_features": bool(with_features), "feature_shape": None, "dtype": "float16",
+                        "relative": "disparity-like relative depth [V,H,W], larger = nearer, unknown scale/shift",
+                        "dataset": type(dataset).__name__, "complete": False}
+                _write_meta(out, meta)
+            elif res != _resolution(meta):
+                raise ValueError(f"teacher cache {out} is for {_resolution(meta)} (views, height, width) but dataset "
+                                 f"positions {positions} are {res}; delete it or choose another out_dir")
+            batch = {"images": as_float_images(images)}
+            if all("teacher" in it for it in items):
+                batch["teacher"] = torch.stack([torch.as_tensor(np.asarray(it["teacher"])) for it in items])
+            pred = teacher_output(batch, teacher)
+            if tuple(pred.relative.shape) != (len(items), *res):
+                raise ValueError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected "
+                                 f"{(len(items), *res)}")
+            if with_features and pred.features is None:
+                raise ValueError(f"teacher {spec} has no features; run without with_features")
+            if with_features and meta["feature_shape"] is None:
+                meta["feature_shape"] = [int(s) for s in pred.features.shape[2:]]
+                _write_meta(out, meta)
+            for j, i in enumerate(positions):
+                arrays = {"relative": _float16(spec, pred.relative[j], "relative"),
+                          "index": np.int64(items[j].get("index", i))}
+                if with_features:
+                    arrays["features"] = _float16(spec, pred.features[j], "features")
+                _write_atomic(item_path(out, i), lambda f: np.savez(f, **arrays))
+            done += len(items)
+            bar.update(len(items))
+    meta["complete"] = True
+    _write_meta(out, meta)
+    return out
+
+
+def dataset_resolution(dataset) -> tuple[int, int, int]:
+    """(views, height, width) of a dataset's images: from rig/height/width attributes, else from item 0."""
+    if all(hasattr(dataset, a) for a in ("rig", "height", "width")):
+        return len(dataset.rig), int(dataset.height), int(dataset.width)
+    return tuple(int(s) for s in np.asarray(dataset[0]["images"]).shape[:3])
+
+
+class TeacherCache:
+    """Reads a precomputed teacher cache: cache[i] -> dict(relative float32 [V,H,W], features float32 [V,C,h,w] | None).
+
+    Given a dataset (or length / resolution (views, height, width)), checks the cache was made for
+    it and raises a ValueError saying what differs otherwise.
+    """
+
+    def __init__(self, out_dir: str | Path, dataset=None, *, length: int | None = None,
+                 resolution: tuple[int, int, int] | None = None):
+        self.out_dir = Path(out_dir)
+        self.meta = read_meta(self.out_dir)
+        if dataset is not None:
+            length, resolution = len(dataset), dataset_resolution(dataset)
+        problems = []
+        if length is not None and int(length) != int(self.meta["length"]):
+            problems.append(f"length {self.meta['length']} != dataset's {length}")
+        if resolution is not None and tuple(resolution) != _resolution(self.meta):
+            problems.append(f"resolution (views, height, width) {_resolution(self.meta)} != dataset's {tuple(resolution)}")
+        if problems:
+            raise ValueError(f"teacher cache {self.out_dir} (teacher {self.meta['spec']}) does not match the dataset: "
+                             f"{'; '.join(problems)}; recompute it with precompute_teacher into a new directory")
+        if not self.meta.get("complete"):
+            logger.warning("teacher cache %s is incomplete; rerun precompute_teacher to finish it", self.out_dir)
+
+    @property
+    def spec(self) -> str:
+        return self.meta["spec"]
+
+    def __len__(self) -> int:
+        return int(self.meta["length"])
+
+    def __getitem__(self, i: int) -> dict:
+        """Position i -> dict(relative [V,H,W] float32, features [V,C,h,w] float32 or None, index int)."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"teacher cache {self.out_dir}: item {i} out of range for {n} items")
+        path = item_path(self.out_dir, int(i) % n)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} missing: the cache is incomplete; rerun precompute_teacher (it resumes)")
+        with np.load(path) as z:
+            rel = z["relative"].astype(np.float32)
+            feats = z["features"].astype(np.float32) if "features" in z.files else None
+            index = int(z["index"]) if "index" in z.files else int(i) % n
+        if rel.shape != _resolution(self.meta):
+            raise ValueError(f"{path}: relative has shape {rel.shape}, cache says {_resolution(self.meta)}")
+        return {"relative": rel, "features": feats, "index": index}
+
+
+class WithTeacherCache:
+    """A dataset whose items carry the cached teacher: item["teacher"] [V,H,W] (and item["teacher_features"])."""
+
+    def __init__(self, dataset, cache: TeacherCache | str | Path):
+        self.dataset = dataset
+        self.cache = cache if isinstance(cache, TeacherCache) else TeacherCache(cache, dataset)
+        if len(self.cache) != len(dataset):
+            raise ValueError(f"teacher cache {self.cache.out_dir} has {len(self.cache)} items, dataset {len(dataset)}")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.dataset[i])
+        cached = self.cache[i]
+        item["teacher"] = cached["relative"]
+        if cached["features"] is not None:
+            item["teacher_features"] = cached["features"]
+        return item
+
+    def __getattr__(self, name: str):  # rig, height, width, ... of the wrapped dataset
+        if name in ("dataset", "cache"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
