@@ -78,3 +78,33 @@ def test_config_with_an_unknown_key_is_refused(tmp_path):
         TrainConfig.load(path)
     with pytest.raises(ValueError, match="w_nonsense"):
         TrainConfig.from_dict({**TINY, "distill": {"w_nonsense": 1.0}})
+
+
+def test_teach_then_distill_from_the_cached_teacher_then_eval(tmp_path):
+    """The researcher's path: fsmde teach (a Depth Anything V2 from a local folder), fsmde distill
+    reading that cache, fsmde export, fsmde eval writing JSON."""
+    import json
+
+    from fsmde_ros.cli import main
+    from fsmde_ros.model.teachers import DepthAnythingTeacher
+
+    teacher_dir = tmp_path / "da_tiny"
+    DepthAnythingTeacher.from_config().model.save_pretrained(teacher_dir)
+    spec = "synthetic:nuscenes?seed=7&frames=2"
+    cache = str(tmp_path / "cache")
+    assert main(["teach", "--dataset", spec, "--teacher", f"depth_anything:{teacher_dir}", "--out",
+                 str(tmp_path / "teacher"), "--height", "64", "--width", "96", "--cache-dir", cache]) == 0
+    cfg = {**TINY, "train": [spec], "teacher": str(tmp_path / "teacher"), "steps": 2,
+           "out_dir": str(tmp_path / "run"), "cache_dir": cache}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["distill", "--config", str(tmp_path / "cfg.yaml")]) == 0
+    ckpt = tmp_path / "run" / "student.pt"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.onnx"), "--rig", "nuscenes",
+                 "--height", "64", "--width", "96"]) == 0
+    assert main(["eval", "--onnx", str(tmp_path / "s.onnx"), "--dataset", "synthetic:nuscenes?seed=9&frames=2",
+                 "--json", str(tmp_path / "eval.json"), "--cache-dir", cache]) == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert results["rig"] == "nuscenes" and results["sets"] == 2 and results["max_depth"] == 80.0
+    assert set(results["metric"]["per_camera"]) == {"CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK",
+                                                    "CAM_BACK_LEFT", "CAM_FRONT_LEFT"}
+    assert 0 < results["metric"]["abs_rel"] and 0 <= results["median_scaled"]["a1"] <= 1

@@ -1,0 +1,98 @@
+"""The paper's ablation on the synthetic benchmark, in one command.
+
+The same student, data and budget, four loss sets: supervised only (SILog + bin Chamfer),
++ cross-interaction KD, + view-relational KD, full. Each is evaluated on a held-out synthetic
+split (other seeds, both rig geometries) with lidar ground truth, metric (no scaling) and
+median-scaled, plus the cross-view disagreement. Reference rows: the simulated teacher with
+oracle median scaling (and with an oracle scale-and-shift fit in inverse depth).
+
+    .venv/bin/python benchmarks/ablation.py [--steps 1000 --out runs/ablation]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fsmde_ros.data.surround import CachedDataset  # noqa: E402
+from fsmde_ros.distill.evaluate import evaluate  # noqa: E402
+from fsmde_ros.distill.losses import ablation_presets  # noqa: E402
+from fsmde_ros.distill.trainer import TrainConfig, run_distillation  # noqa: E402
+from fsmde_ros.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
+from fsmde_ros.runtime import create_backend  # noqa: E402
+
+TRAIN = ["synthetic:ddad?seed=0&frames=120&stride=3", "synthetic:nuscenes?seed=1&frames=120&stride=3",
+         "synthetic:ddad?seed=2&frames=120&stride=3", "synthetic:nuscenes?seed=3&frames=120&stride=3"]
+HELD_OUT = ["synthetic:ddad?seed=100&frames=60&stride=6", "synthetic:nuscenes?seed=101&frames=60&stride=6"]
+ROWS = [("supervised", "supervised only"), ("ci_kd", "+ cross-interaction KD"), ("vr_kd", "+ view-relational KD"),
+        ("full", "full (CI + VR KD)")]
+
+
+def teacher_reference(dataset) -> dict:
+    """The simulated teacher scored with oracle alignment: median scaling of 1/relative, and a
+    least-squares scale+shift in inverse depth against the GT (the strongest fair reference)."""
+    rig = dataset.rig
+    cap = MAX_DEPTH_M.get(rig.name, 80.0)
+    median = DepthMetricAccumulator(rig.names, max_depth=cap, median_scaling=True)
+    affine = DepthMetricAccumulator(rig.names, max_depth=cap)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        rel, gt = item["teacher"].astype(np.float64), item["lidar_depth"]
+        median.update(1.0 / np.maximum(rel, 1e-6), gt)
+        fitted = np.empty_like(rel)
+        for v in range(len(rel)):
+            ok = (gt[v] > 0.1) & (gt[v] < cap)
+            a, b = np.polyfit(rel[v][ok], 1.0 / gt[v][ok], 1)
+            fitted[v] = 1.0 / np.maximum(a * rel[v] + b, 1.0 / cap)
+        affine.update(fitted, gt)
+    return {"median_scaled": median.result(), "affine_fit": affine.result()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=1000, help="training steps per row (same budget for all)")
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--height", type=int, default=192)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--rows", nargs="+", default=[r for r, _ in ROWS], help="subset of rows to run")
+    args = ap.parse_args()
+    presets = ablation_presets()
+    held_out = [CachedDataset(spec, args.height, args.width, "~/.cache/fsmde_ros/datasets") for spec in HELD_OUT]
+    results = {}
+    for key, label in ROWS:
+        if key not in args.rows:
+            continue
+        cfg = TrainConfig(out_dir=str(args.out / key), train=TRAIN, height=args.height, width=args.width,
+                          distill=presets[key].to_dict(), steps=args.steps, lr=5e-4, warmup_steps=100)
+        start = time.monotonic()
+        ckpt = run_distillation(cfg, progress=True)
+        minutes = (time.monotonic() - start) / 60
+        backend = create_backend("torch", ckpt, height=args.height, width=args.width)
+        results[key] = {"label": label, "train_minutes": minutes,
+                        "eval": [evaluate(backend, ds, progress=False) for ds in held_out]}
+    results["teacher"] = {"label": "teacher (simulated), oracle alignment", "eval": [teacher_reference(ds) for ds in held_out]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
+
+    print(f"# held-out: {', '.join(HELD_OUT)}; lidar GT; {args.steps} steps per row at {args.height}x{args.width}")
+    print("| row | abs_rel (metric) | a1 (metric) | abs_rel (median-scaled) | cross-view disagreement (rel) |")
+    print("|---|---:|---:|---:|---:|")
+    for key, res in results.items():
+        if key == "teacher":
+            med = np.mean([e["median_scaled"]["abs_rel"] for e in res["eval"]])
+            aff = np.mean([e["affine_fit"]["abs_rel"] for e in res["eval"]])
+            print(f"| {res['label']} | (median) {med:.3f} / (scale+shift) {aff:.3f} | | | |")
+            continue
+        ev = res["eval"]
+        mean = lambda f: np.mean([f(e) for e in ev])  # noqa: E731 - average over the two rigs
+        print(f"| {res['label']} | {mean(lambda e: e['metric']['abs_rel']):.3f} | {mean(lambda e: e['metric']['a1']):.3f} | "
+              f"{mean(lambda e: e['median_scaled']['abs_rel']):.3f} | {mean(lambda e: e['consistency']['rel']):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
