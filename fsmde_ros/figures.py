@@ -1,0 +1,143 @@
+"""The demo's pictures: surround depth with uncertainty, the fused cloud from above, latency.
+
+OpenCV only (no matplotlib), all images RGB uint8, built from plain arrays so that the demo,
+the README and tests can make them from any source (live node output, a bag, a dataset).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .viz import FONT, colorbar, colorize_depth, label, mosaic, surround_layout
+
+# Distinct, colour-blind-friendlier colours per camera (ring order), RGB.
+CAMERA_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+                           (213, 94, 0), (204, 121, 167), (160, 160, 160)], dtype=np.uint8)
+EGO_SIZE_M = (4.8, 1.9)  # length, width of the drawn ego vehicle (a mid-size car)
+STD_RATIO_MAX = 0.3  # uncertainty panels map depth_std / depth from 0 (black) to this (white)
+
+
+def uncertainty_image(depth_m: np.ndarray, std_m: np.ndarray) -> np.ndarray:
+    """Relative uncertainty std/depth [H,W] as RGB (black = certain, bright = uncertain; NaN = dark blue)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = std_m / depth_m
+    valid = np.isfinite(ratio)
+    x = np.clip(np.where(valid, ratio, 0) / STD_RATIO_MAX, 0, 1)
+    rgb = cv2.cvtColor(cv2.applyColorMap((x * 255).astype(np.uint8), cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    rgb[~valid] = (10, 10, 40)
+    return rgb
+
+
+def surround_depth_figure(images: np.ndarray, depth_m: np.ndarray, std_m: np.ndarray | None, names: Sequence[str],
+                          yaws_deg: Sequence[float], min_m: float = 1.0, max_m: float = 100.0,
+                          title: str | None = None) -> np.ndarray:
+    """Front row and back row (left to right as seen from the car): RGB, depth, uncertainty tiles."""
+    front, back = surround_layout(yaws_deg)
+    cols = max(len(front), len(back))
+    blank = np.zeros_like(images[0])
+    tiles: list[np.ndarray] = []
+    for row in (front, back):
+        row = list(row) + [None] * (cols - len(row))
+        tiles += [label(images[i], names[i]) if i is not None else blank for i in row]
+        tiles += [label(colorize_depth(depth_m[i], min_m, max_m), f"{names[i]} depth") if i is not None else blank
+                  for i in row]
+        if std_m is not None:
+            tiles += [label(uncertainty_image(depth_m[i], std_m[i]), f"{names[i]} std/depth") if i is not None
+                      else blank for i in row]
+    grid = mosaic(tiles, cols)
+    parts = [grid, colorbar(grid.shape[1], min_m, max_m)]
+    if std_m is not None:
+        parts.append(_ratio_bar(grid.shape[1]))
+    if title:
+        parts.insert(0, _title_bar(grid.shape[1], title))
+    return np.concatenate(parts, axis=0)
+
+
+def _title_bar(width: int, text: str, height: int = 34) -> np.ndarray:
+    bar = np.full((height, width, 3), 24, np.uint8)
+    cv2.putText(bar, text, (10, height - 10), FONT, 0.6, (240, 240, 240), 1, cv2.LINE_AA)
+    return bar
+
+
+def _ratio_bar(width: int, height: int = 40) -> np.ndarray:
+    """Colour bar of the uncertainty panels (std / depth)."""
+    bar = np.full((height, width, 3), 24, np.uint8)
+    x0, x1 = 160, width - 30
+    ramp = cv2.applyColorMap(np.linspace(0, 255, x1 - x0).astype(np.uint8)[None, :], cv2.COLORMAP_INFERNO)
+    bar[6:20, x0:x1] = cv2.cvtColor(np.repeat(ramp, 14, axis=0), cv2.COLOR_BGR2RGB)
+    cv2.putText(bar, "std / depth", (8, 18), FONT, 0.45, (230, 230, 230), 1, cv2.LINE_AA)
+    for frac in (0.0, 0.1, 0.2, 0.3):
+        x = int(x0 + frac / STD_RATIO_MAX * (x1 - x0 - 1))
+        cv2.putText(bar, f"{frac:.1f}", (max(0, x - 10), 36), FONT, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+    return bar
+
+
+def bev_figure(xyz: np.ndarray, camera: np.ndarray, names: Sequence[str], range_m: float = 40.0,
+               px_per_m: float = 10.0, ring_step_m: float = 10.0) -> np.ndarray:
+    """The fused cloud seen from above: base_link x up, y left; points coloured by camera,
+    the ego vehicle, range rings and a legend. xyz [M,3] metres, camera [M] index."""
+    size = int(2 * range_m * px_per_m)
+    img = np.full((size, size, 3), 18, np.uint8)
+    c = size / 2
+
+    def to_px(x, y):
+        return (c - y * px_per_m), (c - x * px_per_m)  # image u grows right (= -y), v grows down (= -x)
+
+    for r in np.arange(ring_step_m, range_m + 1e-6, ring_step_m):
+        cv2.circle(img, (int(c), int(c)), int(r * px_per_m), (70, 70, 70), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{r:.0f} m", (int(c + 4), int(c - r * px_per_m + 14)), FONT, 0.4, (140, 140, 140), 1,
+                    cv2.LINE_AA)
+    xyz = np.asarray(xyz)
+    if len(xyz):
+        order = np.argsort(xyz[:, 2])  # draw low points first so that walls stay visible over the road
+        u, v = to_px(xyz[order, 0], xyz[order, 1])
+        keep = (u >= 0) & (u < size) & (v >= 0) & (v < size)
+        colours = CAMERA_COLOURS[np.asarray(camera)[order][keep] % len(CAMERA_COLOURS)]
+        img[v[keep].astype(int), u[keep].astype(int)] = colours
+    length, width = EGO_SIZE_M
+    u0, v0 = to_px(length * 0.75, width / 2)
+    u1, v1 = to_px(-length * 0.25, -width / 2)
+    cv2.rectangle(img, (int(u0), int(v0)), (int(u1), int(v1)), (255, 255, 255), 2)
+    tip = to_px(length * 0.75 + 1.0, 0)
+    cv2.arrowedLine(img, (int(c), int(c)), (int(tip[0]), int(tip[1])), (255, 255, 255), 2, tipLength=0.4)
+    for i, name in enumerate(names):
+        y = 20 + 18 * i
+        cv2.rectangle(img, (10, y - 10), (22, y + 2), tuple(int(v) for v in CAMERA_COLOURS[i % len(CAMERA_COLOURS)]), -1)
+        cv2.putText(img, name, (28, y), FONT, 0.45, (230, 230, 230), 1, cv2.LINE_AA)
+    cv2.putText(img, "fused cloud, base_link from above (x forward = up)", (10, size - 10), FONT, 0.45,
+                (200, 200, 200), 1, cv2.LINE_AA)
+    return img
+
+
+def latency_figure(latency_ms: Sequence[float], width: int = 900, height: int = 320, title: str = "") -> np.ndarray:
+    """End-to-end latency per published set (input stamp -> output), with mean and p99 lines."""
+    img = np.full((height, width, 3), 250, np.uint8)
+    lat = np.asarray(latency_ms, dtype=np.float64)
+    left, right, top, bottom = 60, 20, 30, 40
+    cv2.putText(img, title or "end-to-end latency per surround set", (left, 20), FONT, 0.55, (20, 20, 20), 1,
+                cv2.LINE_AA)
+    if lat.size == 0:
+        cv2.putText(img, "no sets were published", (left, height // 2), FONT, 0.7, (200, 0, 0), 2, cv2.LINE_AA)
+        return img
+    top_ms = max(10.0, float(np.percentile(lat, 100)) * 1.15)
+    w, h = width - left - right, height - top - bottom
+
+    def y_of(ms):
+        return int(top + h - ms / top_ms * h)
+
+    for k in range(6):
+        ms = top_ms * k / 5
+        cv2.line(img, (left, y_of(ms)), (width - right, y_of(ms)), (225, 225, 225), 1)
+        cv2.putText(img, f"{ms:.0f}", (8, y_of(ms) + 4), FONT, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+    xs = left + (np.arange(lat.size) / max(1, lat.size - 1) * w).astype(int)
+    pts = np.stack([xs, [y_of(v) for v in lat]], axis=1).astype(np.int32)
+    cv2.polylines(img, [pts], False, (31, 119, 180), 2, cv2.LINE_AA)
+    for value, name, colour in ((lat.mean(), "mean", (44, 160, 44)), (np.percentile(lat, 99), "p99", (214, 39, 40))):
+        cv2.line(img, (left, y_of(value)), (width - right, y_of(value)), colour, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{name} {value:.0f} ms", (width - right - 120, y_of(value) - 4), FONT, 0.45, colour, 1,
+                    cv2.LINE_AA)
+    cv2.putText(img, "set", (width // 2, height - 10), FONT, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, "ms", (8, top - 8), FONT, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    return img
