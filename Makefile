@@ -3,15 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Extras installed by `make setup`: `cpu` ONNX Runtime, `train` torch/timm, `ros` ROS 2 wheels, `test`.
+# Extras installed by `make setup`: `cpu` ONNX Runtime, `train` torch/timm, `ros` ROS 2 wheels,
+# `nuscenes` the devkit (its reader tests run in CI), `test`.
 # On a vehicle with a GPU: make setup EXTRAS=gpu,train,ros,test
 # With a ROS 2 installation sourced ($ROS_DISTRO set), the venv sees the system's rclpy, message
 # packages and cv_bridge (--system-site-packages) and the ROS wheels are not installed.
 ifdef ROS_DISTRO
-EXTRAS ?= cpu,train,test
+EXTRAS ?= cpu,train,nuscenes,test
 VENV_FLAGS ?= --system-site-packages
 else
-EXTRAS ?= cpu,train,ros,test
+EXTRAS ?= cpu,train,ros,nuscenes,test
 VENV_FLAGS ?=
 endif
 STAMP := $(VENV)/.setup-$(shell echo $(EXTRAS) | tr ',' '-')

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--checkpoint", type=Path, help="student checkpoint (.pt); evaluated at --height x --width")
     ev.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"], help="for --onnx")
     ev.add_argument("--dataset", default="synthetic:ddad?seed=100&frames=20",
-                    help="dataset spec: synthetic[:rig][?seed=&frames=&stride=] (ddad:/path, nuscenes:/path later)")
+                    help="dataset spec: synthetic[:rig][?seed=&frames=&stride=], ddad:/path[?split=val], nuscenes:/path[?version=v1.0-mini&split=val]")
     ev.add_argument("--max-depth", type=float, help="evaluation cap [m] (default: DDAD 200, nuScenes 80)")
     ev.add_argument("--dense-gt", action="store_true", help="score against dense depth (synthetic only) instead of lidar")
     ev.add_argument("--limit", type=int, help="evaluate the first N sets only")

@@ -8,8 +8,9 @@ optionally teacher float32 [V,H,W] (relative, disparity-like) and depth float32 
 (dense ground truth, synthetic only). The synthetic world, DDAD and nuScenes readers all give
 these keys, so training, evaluation and bag conversion take any of them.
 
-Specs (`open_dataset`): `synthetic`, `synthetic:nuscenes?seed=3&frames=40&stride=2`, and later
-`ddad:/path`, `nuscenes:/path?version=v1.0-mini`.
+Specs (`open_dataset`): `synthetic`, `synthetic:nuscenes?seed=3&frames=40&stride=2`,
+`ddad:/path?split=val` (fsmde_ros.data.ddad) and
+`nuscenes:/path?version=v1.0-mini&split=mini_val` (fsmde_ros.data.nuscenes).
 """
 from __future__ import annotations
 
@@ -63,9 +64,45 @@ def open_dataset(spec: str, height: int = 192, width: int = 320):
                                frames=int(opts.get("frames", 20)), speed_mps=float(opts.get("speed", 8.0)))
         return FrameSubset(ds, int(opts.get("stride", 1)))
     if kind in ("ddad", "nuscenes"):
-        raise ValueError(f"{spec}: the {kind} reader is not part of this build yet; use synthetic")
+        return _open_real_dataset(spec, kind, target, opts, height, width)
     raise ValueError(f"unknown dataset spec {spec!r}; use synthetic[:ddad|nuscenes][?seed=&frames=&stride=], "
                      "ddad:/path or nuscenes:/path?version=...")
+
+
+def _flag(value: str, spec: str, key: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{spec}: option {key}={value!r} must be 0/1 (or true/false)")
+
+
+def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], height: int, width: int):
+    """`ddad:/root?split=val&masks=1&mask_dir=/m&scenes=000150,000151&stride=1` and
+    `nuscenes:/root?version=v1.0-mini&split=mini_val&condition=night&stride=1` at height x width.
+    Returns the reader itself (stride 1) or a FrameSubset of it."""
+    if not target:
+        raise ValueError(f"{spec}: {kind} needs a dataset path, e.g. {kind}:/data/{kind}")
+    known = ({"split", "masks", "mask_dir", "scenes", "ego_motion", "stride"} if kind == "ddad"
+             else {"version", "split", "condition", "stride"})
+    unknown = set(opts) - known
+    if unknown:
+        raise ValueError(f"{spec}: unknown options {sorted(unknown)}; {kind} takes {sorted(known)}")
+    stride = int(opts.get("stride", 1))
+    if kind == "ddad":
+        from .ddad import DDADDataset
+
+        scenes = [s for s in opts["scenes"].split(",") if s] if opts.get("scenes") else None
+        ds = DDADDataset(target, split=opts.get("split", "val"), height=height, width=width,
+                         masks=_flag(opts.get("masks", "1"), spec, "masks"), mask_dir=opts.get("mask_dir"),
+                         scenes=scenes, ego_motion=_flag(opts.get("ego_motion", "1"), spec, "ego_motion"))
+    else:
+        from .nuscenes import NuScenesDataset
+
+        ds = NuScenesDataset(target, version=opts.get("version", "v1.0-mini"), split=opts.get("split", "val"),
+                             height=height, width=width, condition=opts.get("condition", "all"))
+    return ds if stride == 1 else FrameSubset(ds, stride)
 
 
 class CachedDataset:
