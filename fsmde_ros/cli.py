@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsmde",
         description="Full-surround monocular metric depth: synthetic data, rigs, distillation, evaluation, "
-                    "ONNX/TensorRT export and the demo (bag and play arrive with their issue).",
+                    "ONNX/TensorRT export, rosbag2 conversion, replay and offline processing, and the demo.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fsmde_ros {__version__}")
@@ -212,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--cache-dir", default="~/.cache/fsmde_ros/datasets", help="rendered-dataset cache")
     _add_size(teach)
     teach.set_defaults(func=_cmd_teach)
+
+    from .data import bag as bag_commands
+    from . import replay as replay_commands
+
+    bag_commands.register(sub)  # fsmde bag
+    replay_commands.register(sub)  # fsmde play, fsmde process
 
     demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded synthetic default",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)

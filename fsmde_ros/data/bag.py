@@ -1,0 +1,276 @@
+"""Surround datasets as rosbag2 (MCAP or sqlite3), written with `rosbags` (no ROS installation needed).
+
+`write_bag` turns any SurroundDataset (synthetic, DDAD, nuScenes) into a bag that `ros2 bag play`
+(or `fsmde play`) replays into the node:
+- per camera, on the rig's topics: `sensor_msgs/Image` rgb8 (or `CompressedImage` JPEG on
+  `<image_topic>/compressed`) and `sensor_msgs/CameraInfo`, stamped with the camera's own
+  time (the item's `stamps[i]` when the dataset has per-camera stamps, else its `stamp`) and the
+  camera's optical frame;
+- `/tf_static`: base_link -> each camera optical frame, offered transient-local (latched) in the
+  metadata so `ros2 bag play` republishes it latched; written at the first set and again where
+  the mounts change (a dataset of several scenes or vehicles);
+- `/tf`: world -> base_link per set when the dataset has `T_world_base`;
+- optionally `/lidar/points` (PointCloud2 x, y, z in base_link): the item's `lidar_points`,
+  else its `lidar_depth` unprojected.
+Log times equal header stamps, so replay keeps the sensors' timing. The metadata also names
+the rig (`custom_data: fsmde_ros.rig`), which `fsmde process` uses when no --rig is given.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bag_msgs as bm
+
+FORMATS = ("mcap", "sqlite3")
+WORLD_FRAME = "world"
+LIDAR_TOPIC = "/lidar/points"
+RIG_KEY = "fsmde_ros.rig"  # custom_data key naming the rig preset that recorded the bag
+BAG_VERSION = 9  # rosbag2 metadata version of Iron and later (Jazzy, Kilted read it)
+
+
+class BagError(ValueError):
+    """A bag cannot be written or read as asked; the message says what and how to fix it."""
+
+
+def camera_stamps(item: dict, views: int) -> np.ndarray:
+    """Per-camera stamps [views] in seconds: the item's `stamps` when present, else `stamp` for all."""
+    stamps = item.get("stamps")
+    if stamps is None:
+        return np.full(views, float(item["stamp"]))
+    stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    if stamps.shape != (views,):
+        raise BagError(f"item {item.get('index', '?')}: stamps has {stamps.size} values for {views} cameras")
+    return stamps
+
+
+def _lidar_points(item: dict) -> np.ndarray:
+    """[M,3] lidar points in base_link: `lidar_points`, else `lidar_depth` unprojected (camera-visible returns)."""
+    if item.get("lidar_points") is not None:
+        return np.asarray(item["lidar_points"], dtype=np.float32).reshape(-1, 3)
+    from ..geometry import fuse_cloud
+
+    return fuse_cloud(item["lidar_depth"], item["K"], item["T_base_cam"], stride=1, min_depth=1e-3, max_depth=1e6).xyz
+
+
+class BagWriter:
+    """A rosbags Writer whose connections are made on first use (topic + type), as a context
+    manager that closes the bag (metadata.yaml) on success and removes it again on failure."""
+
+    def __init__(self, out: str | Path, format: str = "mcap", custom_data: dict[str, str] | None = None):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if format not in FORMATS:
+            raise BagError(f"bag format must be one of {', '.join(FORMATS)}, got {format!r}")
+        self.path = Path(out)
+        if self.path.exists():
+            raise BagError(f"{self.path} exists already; bags are never overwritten: "
+                           "remove it or choose another output")
+        self._writer = Writer(self.path, version=BAG_VERSION, storage_plugin=StoragePlugin[format.upper()])
+        for k, v in (custom_data or {}).items():
+            self._writer.set_custom_data(k, str(v))
+        self._conns: dict[tuple[str, str], Any] = {}
+
+    def __enter__(self) -> "BagWriter":
+        self._writer.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._writer.close()
+            return
+        try:
+            self._writer.abort()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _connection(self, topic: str, msgtype: str, qos, msgdef: str | None = None, digest: str | None = None):
+        key = (topic, msgtype)
+        if key not in self._conns:
+            # one Qos (a NamedTuple), a list of them, or None for reliable/volatile/keep-last 10
+            profiles = list(qos) if isinstance(qos, list) else [qos if qos is not None else bm.qos()]
+            if msgdef and digest:
+                self._conns[key] = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=digest,
+                                                               offered_qos_profiles=profiles)
+            else:
+                self._conns[key] = self._writer.add_connection(topic, msgtype, typestore=bm.typestore(),
+                                                               offered_qos_profiles=profiles)
+        return self._conns[key]
+
+    def add_topic(self, topic: str, msgtype: str, qos=None) -> None:
+        """Declare a topic now (so it is listed even when no message comes)."""
+        self._connection(topic, msgtype, qos)
+
+    def write(self, topic: str, msg, ns: int, qos=None) -> None:
+        """Serialise a typestore message onto `topic` at log time `ns`."""
+        self._writer.write(self._connection(topic, msg.__msgtype__, qos), int(ns), bm.serialize(msg))
+
+    def copy(self, connection, ns: int, raw: bytes) -> None:
+        """Copy a raw message from another bag's connection (same type, definition and offered QoS)."""
+        ext = getattr(connection, "ext", None)
+        qos = list(getattr(ext, "offered_qos_profiles", None) or []) or None
+        msgdef = connection.msgdef.data if connection.msgdef is not None else None
+        conn = self._connection(connection.topic, connection.msgtype, qos, msgdef, connection.digest)
+        self._writer.write(conn, int(ns), raw)
+
+
+def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bool = False, jpeg_quality: int = 90,
+              with_lidar: bool = False, limit: int | None = None, progress: bool = True) -> Path:
+    """Write `dataset` (a SurroundDataset, first `limit` sets) as a rosbag2 directory; returns its path.
+
+    Refuses to overwrite: `out_dir` must not exist. On failure nothing is left behind.
+    """
+    from tqdm import tqdm
+
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise BagError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    rig = dataset.rig
+    n = len(dataset) if limit is None else min(len(dataset), int(limit))
+    if n < 1:
+        raise BagError(f"nothing to write: the dataset has {len(dataset)} sets (limit {limit})")
+    with BagWriter(out_dir, format, {RIG_KEY: rig.name}) as bag:
+        sensor = bm.qos("volatile", "reliable", 10)
+        for cam in rig.cameras:  # declare in rig order, so the bag lists cameras as the rig does
+            bag.add_topic(cam.image_topic + "/compressed" if compressed else cam.image_topic,
+                          bm.COMPRESSED if compressed else bm.IMAGE, sensor)
+            bag.add_topic(cam.info_topic, bm.CAMERA_INFO, sensor)
+        prev = None  # (set stamp [ns], mounts) of the previous item
+        for i in tqdm(range(n), desc=f"bag {bag.path.name}", unit="set", disable=not progress):
+            item = dataset[i]
+            mounts, set_ns = np.asarray(item["T_base_cam"], dtype=np.float64), bm.stamp_to_ns(item["stamp"])
+            # /tf_static at the start, again when the calibration changes (another DDAD scene or nuScenes
+            # log) and where time goes back (a segment that replay puts before the ones written so far)
+            new_mounts = prev is None or set_ns < prev[0] or not np.allclose(mounts, prev[1], rtol=0, atol=1e-9)
+            _write_item(bag, rig, item, new_mounts, compressed, jpeg_quality, with_lidar)
+            prev = (set_ns, mounts)
+    return bag.path
+
+
+def _write_item(bag: BagWriter, rig, item: dict, with_mounts: bool, compressed: bool, quality: int,
+                with_lidar: bool) -> None:
+    images = np.asarray(item["images"])
+    if images.ndim != 4 or images.shape[0] != len(rig) or images.shape[-1] != 3:
+        raise BagError(f"item {item.get('index', '?')}: images must be [{len(rig)},H,W,3] RGB, got {images.shape}")
+    set_ns = bm.stamp_to_ns(item["stamp"])
+    stamps = [bm.stamp_to_ns(t) for t in camera_stamps(item, len(rig))]
+    if with_mounts:  # the camera mounts, latched, at the set's first stamp
+        ns0 = min([set_ns, *stamps])
+        tfs = [bm.transform_stamped(T, rig.base_frame, cam.frame_id, ns0)
+               for cam, T in zip(rig.cameras, np.asarray(item["T_base_cam"]))]
+        bag.write("/tf_static", bm.tf_message(tfs), ns0, bm.latched_qos())
+    if item.get("T_world_base") is not None:
+        tf = bm.transform_stamped(np.asarray(item["T_world_base"]), WORLD_FRAME, rig.base_frame, set_ns)
+        bag.write("/tf", bm.tf_message([tf]), set_ns, bm.qos(depth=100))
+    if with_lidar:
+        bag.write(LIDAR_TOPIC, bm.xyz_cloud(_lidar_points(item), bm.header(set_ns, rig.base_frame)), set_ns)
+    K = np.asarray(item["K"])
+    h, w = images.shape[1:3]
+    for c, cam in enumerate(rig.cameras):
+        hdr = bm.header(stamps[c], cam.frame_id)
+        bag.write(cam.info_topic, bm.camera_info(K[c], w, h, hdr), stamps[c])
+        img = bm.jpeg_image(images[c], hdr, quality) if compressed else bm.rgb_image(images[c], hdr)
+        bag.write(cam.image_topic + "/compressed" if compressed else cam.image_topic, img, stamps[c])
+
+
+# -- reading ----------------------------------------------------------------------------------------
+def open_bag(path: str | Path):
+    """An open rosbags Reader on a rosbag2 directory (or a single .mcap/.db3), with clear errors."""
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 directory: it has no metadata.yaml")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except (ReaderError, FileNotFoundError, KeyError) as exc:
+        raise BagError(f"cannot read bag {path}: {exc}") from None
+    return reader
+
+
+def bag_custom_data(reader) -> dict[str, str]:
+    """The bag's metadata custom_data (empty when absent or for a bare storage file)."""
+    meta = getattr(reader.storage, "metadata", None)
+    return dict(getattr(meta, "custom", None) or {})
+
+
+def bag_format(path: str | Path) -> str:
+    """The storage of a bag directory: 'mcap' or 'sqlite3'."""
+    path = Path(path)
+    if path.suffix == ".mcap" or any(path.glob("*.mcap")):
+        return "mcap"
+    return "sqlite3"
+
+
+def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
+    """topic -> (message type, message count), as `ros2 bag info` lists them."""
+    reader = open_bag(path)
+    try:
+        return {t: (info.msgtype, info.msgcount) for t, info in reader.topics.items()}
+    finally:
+        reader.close()
+
+
+def describe_bag(path: str | Path) -> str:
+    """A short `ros2 bag info`-like summary."""
+    reader = open_bag(path)
+    try:
+        lines = [f"bag {path}: {reader.message_count} messages over {reader.duration * 1e-9:.2f} s"]
+        width = max((len(t) for t in reader.topics), default=0)
+        for topic, info in sorted(reader.topics.items()):
+            lines.append(f"  {topic:<{width}}  {info.msgtype}  x{info.msgcount}")
+        return "\n".join(lines)
+    finally:
+        reader.close()
+
+
+# -- CLI --------------------------------------------------------------------------------------------
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones (None, False, "") and where the help already names the default."""
+
+    def _get_help_string(self, action):
+        empty = action.default is None or action.default is False or action.default == ""
+        if empty or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from .surround import open_dataset
+
+    dataset = open_dataset(args.dataset, args.height, args.width)
+    out = write_bag(dataset, args.out, format=args.format, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
+                    with_lidar=args.lidar, limit=args.limit, progress=not args.no_progress)
+    print(describe_bag(out))
+    print(f"[bag] replay with `fsmde play {out}` or `ros2 bag play {out}`")
+    return 0
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add `fsmde bag` to an argparse subparsers object."""
+    p = subparsers.add_parser("bag", help="convert a surround dataset to a rosbag2 (MCAP or sqlite3)",
+                              description="Write a dataset's images, CameraInfo, /tf_static (latched), /tf and "
+                                          "optionally the lidar as a rosbag2 that `ros2 bag play` or `fsmde play` "
+                                          "replays into the node.",
+                              formatter_class=HelpFormatter)
+    p.add_argument("--dataset", default="synthetic:ddad?frames=20",
+                   help="dataset spec: synthetic[:ddad|nuscenes][?seed=&frames=&stride=], ddad:/path, nuscenes:/path")
+    p.add_argument("--out", type=Path, required=True, help="output bag directory (must not exist)")
+    p.add_argument("--format", choices=FORMATS, default="mcap", help="rosbag2 storage")
+    p.add_argument("--compressed", action="store_true",
+                   help="write sensor_msgs/CompressedImage (JPEG) on <image_topic>/compressed instead of raw rgb8")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 with --compressed")
+    p.add_argument("--lidar", action="store_true", help=f"also write the lidar as PointCloud2 on {LIDAR_TOPIC}")
+    p.add_argument("--limit", type=int, help="write the first N sets only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("image size")
+    g.add_argument("--height", type=int, default=192, help="image height [px]")
+    g.add_argument("--width", type=int, default=320, help="image width [px]")
+    p.set_defaults(func=_cmd_bag)
+    return p

@@ -1,0 +1,392 @@
+"""Bags: `write_bag` (rosbags, MCAP and sqlite3), `fsmde play` driving the real node over DDS,
+and `fsmde process` (the node's pipeline offline, bag to bag).
+
+The bags hold a tiny synthetic nuScenes-like sequence (3 sets at 48x80) with per-camera stamps
+8.3 ms apart. Where the node or the pipeline runs, the images carry the true depth and the
+model is the oracle (tests/helpers/oracle_model.py), so outputs are checked against ground truth.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rosbags", reason="needs rosbags (the `ros` extra)")
+from rosbags.rosbag2 import Reader  # noqa: E402
+
+from fsmde_ros.data import bag_msgs as bm  # noqa: E402
+from fsmde_ros.data.bag import BagError, BagWriter, bag_topics, camera_stamps, write_bag  # noqa: E402
+from fsmde_ros.data.surround import open_dataset  # noqa: E402
+from fsmde_ros.geometry import fuse_cloud  # noqa: E402
+from fsmde_ros.rig import rotation_from_quaternion  # noqa: E402
+from fsmde_ros import replay  # noqa: E402
+from tests.helpers.oracle_model import encode_depth, write_oracle_model  # noqa: E402
+from tests.helpers.ros_env import REPO, ros_env  # noqa: E402
+
+H, W, FRAMES = 48, 80, 3
+OFFSET_S = 0.0083  # nuScenes-like: consecutive cameras fire ~8 ms apart
+MIN_DEPTH, MAX_DEPTH = 0.5, 80.0
+
+
+class ListDataset:
+    """Rendered items (rendered once per module) with per-camera stamps; optionally the oracle's images."""
+
+    def __init__(self, rig, items, oracle=False):
+        self.rig, self.items, self.oracle = rig, items, oracle
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = dict(self.items[i])
+        item["stamps"] = item["stamp"] + OFFSET_S * np.arange(len(self.rig))
+        if self.oracle:
+            item["images"] = encode_depth(item["depth"])
+        return item
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    ds = open_dataset(f"synthetic:nuscenes?frames={FRAMES}", height=H, width=W)
+    return ListDataset(ds.rig, [ds[i] for i in range(len(ds))])
+
+
+@pytest.fixture(scope="module")
+def oracle_bag(sequence, tmp_path_factory):
+    """(bag of depth-encoded images, oracle model) shared by the play and process tests."""
+    root = tmp_path_factory.mktemp("oracle")
+    bag = write_bag(ListDataset(sequence.rig, sequence.items, oracle=True), root / "in", progress=False)
+    return bag, write_oracle_model(root / "oracle.onnx", 6, H, W)
+
+
+def read_all(path):
+    """topic -> [(log_ns, msg)] and the connections, read back with rosbags."""
+    out = {}
+    with Reader(path) as reader:
+        conns = {c.topic: c for c in reader.connections}
+        for conn, ns, raw in reader.messages():
+            out.setdefault(conn.topic, []).append((ns, bm.deserialize(raw, conn.msgtype)))
+    return out, conns
+
+
+def expected_topics(rig, compressed=False, lidar=False):
+    topics = {"/tf_static": (bm.TF, 1), "/tf": (bm.TF, FRAMES)}
+    for cam in rig.cameras:
+        image = (cam.image_topic + "/compressed", bm.COMPRESSED) if compressed else (cam.image_topic, bm.IMAGE)
+        topics[image[0]] = (image[1], FRAMES)
+        topics[cam.info_topic] = (bm.CAMERA_INFO, FRAMES)
+    if lidar:
+        topics["/lidar/points"] = (bm.POINTCLOUD2, FRAMES)
+    return topics
+
+
+# -- write_bag ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt, lidar", [("mcap", False), ("sqlite3", True)])
+def test_bag_reads_back_with_topics_types_counts_stamps_and_metadata(sequence, tmp_path, fmt, lidar):
+    rig = sequence.rig
+    path = write_bag(sequence, tmp_path / "bag", format=fmt, with_lidar=lidar, progress=False)
+    assert bag_topics(path) == expected_topics(rig, lidar=lidar)
+    assert list(path.glob("*.mcap" if fmt == "mcap" else "*.db3"))
+    # metadata.yaml is what `ros2 bag info` reads: topics, types, counts, the latched /tf_static, the rig
+    meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["storage_identifier"] == fmt and meta["custom_data"] == {"fsmde_ros.rig": "nuscenes"}
+    listed = {t["topic_metadata"]["name"]: (t["topic_metadata"]["type"], t["message_count"])
+              for t in meta["topics_with_message_count"]}
+    assert listed == expected_topics(rig, lidar=lidar)
+    qos = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"][0]
+           for t in meta["topics_with_message_count"]}
+    assert qos["/tf_static"]["durability"] == "transient_local" and qos["/tf_static"]["reliability"] == "reliable"
+
+    msgs, _ = read_all(path)
+    for c, cam in enumerate(rig.cameras):
+        for f, ((ns_img, img), (ns_info, info)) in enumerate(zip(msgs[cam.image_topic], msgs[cam.info_topic])):
+            item = sequence[f]
+            want = bm.stamp_to_ns(item["stamps"][c])
+            assert ns_img == ns_info == bm.header_ns(img.header) == bm.header_ns(info.header) == want
+            assert abs(bm.header_ns(img.header) * 1e-9 - item["stamps"][c]) < 1e-6
+            assert img.header.frame_id == info.header.frame_id == cam.frame_id
+            assert (img.encoding, img.height, img.width) == ("rgb8", H, W)
+            np.testing.assert_array_equal(bm.image_to_rgb(img), item["images"][c])
+            np.testing.assert_allclose(np.reshape(info.k, (3, 3)), item["K"][c])
+            assert (info.width, info.height) == (W, H)
+    (ns0, tf_static), = msgs["/tf_static"]
+    assert ns0 == bm.stamp_to_ns(sequence[0]["stamp"])
+    for t, cam in zip(tf_static.transforms, rig.cameras):
+        assert (t.header.frame_id, t.child_frame_id) == ("base_link", cam.frame_id)
+        q = t.transform.rotation
+        np.testing.assert_allclose(rotation_from_quaternion([q.x, q.y, q.z, q.w]), cam.T_base_cam[:3, :3], atol=1e-9)
+        tr = t.transform.translation
+        np.testing.assert_allclose([tr.x, tr.y, tr.z], cam.T_base_cam[:3, 3])
+    for f, (ns, tf) in enumerate(msgs["/tf"]):
+        (t,) = tf.transforms
+        assert ns == bm.stamp_to_ns(sequence[f]["stamp"])
+        assert (t.header.frame_id, t.child_frame_id) == ("world", "base_link")
+        assert t.transform.translation.x == pytest.approx(sequence[f]["T_world_base"][0, 3])
+    if lidar:
+        for f, (ns, cloud) in enumerate(msgs["/lidar/points"]):
+            pts = bm.cloud_array(cloud)
+            assert cloud.header.frame_id == "base_link" and len(pts) > 100
+            assert np.isfinite(pts["x"]).all() and np.all(pts["z"] > -0.5)
+
+
+def test_compressed_bag_decodes_to_the_images_within_jpeg_tolerance(sequence, tmp_path):
+    path = write_bag(sequence, tmp_path / "bag", compressed=True, jpeg_quality=95, progress=False)
+    assert bag_topics(path) == expected_topics(sequence.rig, compressed=True)
+    msgs, _ = read_all(path)
+    for c, cam in enumerate(sequence.rig.cameras):
+        for f, (ns, msg) in enumerate(msgs[cam.image_topic + "/compressed"]):
+            assert msg.format == bm.JPEG_FORMAT and ns == bm.stamp_to_ns(sequence[f]["stamps"][c])
+            rgb = bm.image_to_rgb(msg)
+            mse = np.mean((rgb.astype(float) - sequence[f]["images"][c]) ** 2)
+            psnr = 10 * np.log10(255.0 ** 2 / mse)
+            assert rgb.shape == (H, W, 3) and psnr > 30.0, psnr  # JPEG q95 of a noisy 80x48 image: ~36 dB
+
+
+def test_camera_stamps_default_to_the_set_stamp_and_a_bag_is_never_overwritten(sequence, tmp_path):
+    np.testing.assert_array_equal(camera_stamps({"stamp": 5.0}, 6), np.full(6, 5.0))
+    with pytest.raises(BagError, match="stamps has 2 values for 6 cameras"):
+        camera_stamps({"stamp": 5.0, "stamps": [1.0, 2.0]}, 6)
+    path = write_bag(sequence, tmp_path / "bag", limit=1, progress=False)
+    assert bag_topics(path)["/tf"] == (bm.TF, 1)
+    with pytest.raises(BagError, match="exists already"):
+        write_bag(sequence, path, progress=False)
+    assert bag_topics(path)["/tf"] == (bm.TF, 1), "the existing bag is untouched"
+
+
+def test_tf_static_is_written_again_where_the_mounts_change(sequence, tmp_path):
+    items = [dict(it) for it in sequence.items]
+    items[2]["T_base_cam"] = items[2]["T_base_cam"].copy()
+    items[2]["T_base_cam"][0, :3, 3] += 0.1  # another scene: the front camera sits 10 cm elsewhere
+    path = write_bag(ListDataset(sequence.rig, items), tmp_path / "bag", progress=False)
+    msgs, _ = read_all(path)
+    assert [ns for ns, _ in msgs["/tf_static"]] == [bm.stamp_to_ns(items[i]["stamp"]) for i in (0, 2)]
+    assert msgs["/tf_static"][1][1].transforms[0].transform.translation.x == pytest.approx(
+        items[2]["T_base_cam"][0, 0, 3])
+
+
+def test_a_failed_write_leaves_nothing_behind(sequence, tmp_path):
+    class Broken(ListDataset):
+        def __getitem__(self, i):
+            if i == 1:
+                raise RuntimeError("disk on fire")
+            return super().__getitem__(i)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_bag(Broken(sequence.rig, sequence.items), tmp_path / "bag", progress=False)
+    assert not (tmp_path / "bag").exists()
+
+
+# -- process ------------------------------------------------------------------------------------------------
+def test_process_writes_the_backends_depth_for_every_set(sequence, oracle_bag, tmp_path):
+    from fsmde_ros.runtime import create_backend
+
+    bag, model = oracle_bag
+    out = tmp_path / "out"
+    rc = replay.main(["process", str(bag), "--out", str(out), "--model", str(model), "--backend", "onnxruntime",
+                      "--min-depth", str(MIN_DEPTH), "--max-depth", str(MAX_DEPTH), "--cloud-stride", "2",
+                      "--diagnostics-every", "2", "--no-progress"])
+    assert rc == 0
+    msgs, _ = read_all(out)
+    rig = sequence.rig
+    backend = create_backend("onnxruntime", model)
+    for f in range(FRAMES):
+        item = ListDataset(rig, sequence.items, oracle=True)[f]
+        depth, std = backend.infer(item["images"], item["K"][:, 0, 0].astype(np.float32))
+        with np.errstate(invalid="ignore"):
+            want = np.where(np.isfinite(depth) & (depth >= MIN_DEPTH) & (depth <= MAX_DEPTH), depth, np.nan)
+        for c, cam in enumerate(rig.cameras):
+            base = f"/surround_depth/{cam.name}"
+            ns, d = msgs[base + "/depth"][f]
+            _, s = msgs[base + "/depth_std"][f]
+            _, info = msgs[base + "/camera_info"][f]
+            assert ns == bm.header_ns(d.header) == bm.stamp_to_ns(item["stamps"][c])
+            assert d.header.frame_id == s.header.frame_id == info.header.frame_id == cam.frame_id
+            assert d.encoding == "32FC1" and (d.height, d.width) == (H, W)
+            np.testing.assert_array_equal(bm.image_to_depth(d), want[c])  # byte for byte (NaN where NaN)
+            np.testing.assert_array_equal(bm.image_to_depth(s), std[c])
+            np.testing.assert_allclose(np.reshape(info.k, (3, 3)), item["K"][c])
+            gt = item["depth"][c]  # and the oracle's depth is the truth (mm-quantised)
+            valid = np.isfinite(want[c])
+            np.testing.assert_allclose(want[c][valid], gt[valid], atol=1e-3)
+        ns, cloud = msgs["/surround_depth/points"][f]
+        assert cloud.header.frame_id == "base_link" and ns == bm.stamp_to_ns(item["stamps"][-1])
+        expect = fuse_cloud(want, item["K"], item["T_base_cam"], stride=2, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+        assert len(bm.cloud_array(cloud)) == len(expect)
+    assert len(msgs["/tf_static"]) == 1 and len(msgs["/tf"]) == FRAMES
+    diags = [a for _, a in msgs["/diagnostics"]]
+    assert len(diags) == 2, "every 2 sets and at the end"
+    values = {kv.key: kv.value for kv in diags[-1].status[0].values}
+    assert diags[-1].status[0].name == "surround_depth: pipeline" and values["sets_published"] == str(FRAMES)
+    assert values["backend"] == "onnxruntime:CPUExecutionProvider"
+
+
+def test_bad_inputs_fail_with_clear_errors(sequence, oracle_bag, tmp_path):
+    bag, model = oracle_bag
+    params = {"model": str(model), "backend": "onnxruntime"}
+    with pytest.raises(BagError, match="bag .*nope does not exist"):
+        replay.process_bag(tmp_path / "nope", tmp_path / "out", params=params)
+    with pytest.raises(BagError, match="bag .*nope does not exist"):
+        replay.play_bag(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="not a rosbag2 directory: it has no metadata.yaml"):
+        replay.process_bag(tmp_path / "empty", tmp_path / "out", params=params)
+    with BagWriter(tmp_path / "no_cameras", "mcap", {"fsmde_ros.rig": "nuscenes"}) as w:
+        w.write("/tf_static", bm.tf_message([]), 1)
+    with pytest.raises(BagError, match=r"lacks the image topics of rig 'nuscenes': no sensor_msgs/msg/Image on "
+                                       r"/cam_front/image_raw, .*The bag has: /tf_static"):
+        replay.process_bag(tmp_path / "no_cameras", tmp_path / "out", params=params)
+    with pytest.raises(BagError, match="lacks the image topics of rig 'ddad'"):
+        replay.process_bag(bag, tmp_path / "out", rig="ddad", params=params)
+    with pytest.raises(BagError, match="exists already"):
+        replay.process_bag(bag, bag, params=params)
+    with pytest.raises(BagError, match="has no topic /nope"):
+        replay.play_bag(bag, topics=["/nope"])
+    assert not (tmp_path / "out").exists()
+    # the same through the command line: exit code 2 and the reason
+    proc = subprocess.run([sys.executable, "-m", "fsmde_ros.replay", "process", str(tmp_path / "nope"), "--out",
+                           str(tmp_path / "out"), "--model", str(model)], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr
+
+
+# -- play -----------------------------------------------------------------------------------------------------
+def test_play_schedule_keeps_the_bag_timing_scaled_by_rate_and_loops():
+    t = [0.0]
+    sent, clock = [], []
+    msgs = [("a", 1_000_000_000, b""), ("b", 1_100_000_000, b""), ("c", 1_300_000_000, b"")]
+    stats = replay.play_messages(lambda: iter(msgs), 1_000_000_000, lambda c, ns, raw: sent.append((c, round(t[0], 6))),
+                                 rate=2.0, loop=True, clock=clock.append, stop=lambda: len(sent) >= 6,
+                                 now=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s))
+    assert sent == [("a", 0.0), ("b", 0.05), ("c", 0.15), ("a", 0.15), ("b", 0.2), ("c", 0.3)]
+    assert stats.published == 6 and stats.passes == 2
+    first_pass = clock[: clock.index(1_300_000_000) + 1]
+    assert first_pass == sorted(first_pass) and first_pass[0] >= 1_000_000_000
+    assert replay.qos_kind("/tf_static", bm.TF) == "latched" and replay.qos_kind("/cam/image_raw", bm.IMAGE) == "sensor"
+    assert replay.qos_kind("/tf", bm.TF) == "reliable"
+
+
+def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_bag):
+    rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
+    import rclpy.executors
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from fsmde_ros import ros_msgs
+
+    bag, model = oracle_bag
+    rig = sequence.rig
+    domain = 30 + (os.getpid() + int(time.time() * 1000)) % 150
+    env = ros_env(domain)
+    cmd = [sys.executable, "-m", "fsmde_ros.node", "--ros-args"]
+    for k, v in {"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
+                 "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_std": "false",
+                 "publish_cloud": "false"}.items():
+        cmd += ["-p", f"{k}:={v}"]
+    node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    rec = rclpy.create_node("bag_recorder", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(rec)
+    depth = {n: [] for n in rig.names}
+    for n in rig.names:
+        rec.create_subscription(Image, f"/surround_depth/{n}/depth", depth[n].append,
+                                QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+    def spin(seconds, until=lambda: False):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not until():
+            executor.spin_once(timeout_sec=0.05)
+
+    try:
+        # the node is up (its outputs are discovered) before the bag starts
+        spin(40, until=lambda: all(rec.count_publishers(f"/surround_depth/{n}/depth") for n in rig.names)
+             or node.poll() is not None)
+        assert node.poll() is None, node.stdout.read()
+        play = subprocess.Popen([sys.executable, "-m", "fsmde_ros.replay", "play", str(bag), "--rate", "0.25",
+                                 "--wait-for-subscribers", "1", "--wait-timeout", "20"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        spin(60, until=lambda: play.poll() is not None)
+        log = play.stdout.read()
+        assert play.wait(timeout=10) == 0, log
+        spin(5, until=lambda: all(len(depth[n]) >= FRAMES for n in rig.names))
+    finally:
+        node.terminate()
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        executor.shutdown()
+        rec.destroy_node()
+        rclpy.shutdown(context=context)
+    assert "published" in log and "subscriber(s)" not in log, log
+    for c, cam in enumerate(rig.cameras):
+        got = {ros_msgs.stamp_to_sec(m.header.stamp): m for m in depth[cam.name]}
+        assert len(depth[cam.name]) == FRAMES, f"{cam.name}: {len(depth[cam.name])} depth images\n{log}"
+        for f in range(FRAMES):
+            stamp = sequence[f]["stamps"][c]
+            msg = got[min(got, key=lambda s: abs(s - stamp))]
+            assert bm.header_ns(msg.header) == bm.stamp_to_ns(stamp) and msg.header.frame_id == cam.frame_id
+            gt = sequence[f]["depth"][c]
+            valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
+            d = ros_msgs.image_to_depth(msg)
+            np.testing.assert_allclose(d[valid], gt[valid], atol=1e-3)
+            assert np.isnan(d[~valid]).all()
+
+
+def test_play_loops_until_ctrl_c_and_stops_cleanly(oracle_bag):
+    pytest.importorskip("rclpy", reason="needs rclpy")
+    bag, _ = oracle_bag
+    proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.replay", "play", str(bag), "--loop", "--clock",
+                             "--rate", "4", "--start-offset", "0.05"], env=ros_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        lines = []
+        for line in proc.stdout:  # wait until it plays, then let it loop a little
+            lines.append(line)
+            if "looping" in line:
+                break
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out = "".join(lines) + proc.communicate(timeout=20)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "[play] stopped" in out and "from bag time 1700000000.050 s" in out, out
+    passes = int(out.split(" pass(es)")[0].split()[-1])
+    assert passes >= 2, out
+
+
+# -- CLI wiring and layouts ---------------------------------------------------------------------------------
+def test_register_adds_typed_documented_subcommands():
+    import argparse
+
+    from fsmde_ros.data import bag
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    bag.register(sub)
+    replay.register(sub)
+    a = parser.parse_args(["bag", "--dataset", "synthetic:ddad?frames=2", "--out", "x", "--format", "sqlite3",
+                           "--compressed", "--lidar", "--height", "96", "--width", "160"])
+    assert (a.format, a.compressed, a.lidar, a.height, a.out) == ("sqlite3", True, True, 96, Path("x"))
+    a = parser.parse_args(["play", "b", "--rate", "2", "--loop", "--start-offset", "1.5", "--topics", "/a", "/b",
+                           "--clock", "--wait-for-subscribers", "1"])
+    assert (a.rate, a.loop, a.start_offset, a.topics, a.clock, a.wait_for_subscribers) == (2.0, True, 1.5, ["/a", "/b"],
+                                                                                          True, 1)
+    a = parser.parse_args(["process", "b", "--out", "o", "--slop", "0.03", "--no-publish-cloud", "--allow-partial"])
+    assert (a.slop, a.publish_cloud, a.allow_partial, a.backend, a.compressed) == (0.03, False, True, "auto", None)
+    assert all(callable(parser.parse_args(args).func) for args in (["play", "b"], ["process", "b", "--out", "o"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["process", "b", "--out", "o", "--backend", "torch"])
+
+
+def test_the_bag_cloud_layout_is_the_nodes():
+    ros_msgs = pytest.importorskip("fsmde_ros.ros_msgs", reason="needs the ROS 2 message packages")
+    assert bm.CLOUD_DTYPE == ros_msgs.CLOUD_DTYPE
