@@ -42,13 +42,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .data.synthetic import write_synthetic_sequence
+    from .demo import DemoError, run_demo
 
-    out = Path(args.out)
-    print(f"[demo] rendering a {args.frames}-frame synthetic surround sequence (rig {args.rig}) into {out}/synthetic")
-    seq = write_synthetic_sequence(args.rig, frames=args.frames, out_dir=out / "synthetic", height=args.height,
-                                   width=args.width, seed=args.seed)
-    print(f"[demo] done: look at {Path(seq) / 'preview.png'}")
+    try:
+        run_demo(args.out, rig=args.rig, frames=args.frames, seed=args.seed, model=args.model, backend=args.backend,
+                 rate=args.rate)
+    except DemoError as exc:
+        print(f"[demo] FAILED: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -222,10 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the end-to-end demo on the embedded synthetic default",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
-    demo.add_argument("--rig", default="ddad", help="rig preset or YAML path")
-    demo.add_argument("--frames", type=int, default=3, help="number of frames")
-    demo.add_argument("--seed", type=int, default=0, help="world seed")
-    _add_size(demo)
+    demo.add_argument("--rig", default="ddad", choices=["ddad", "nuscenes"], help="rig geometry of the synthetic world")
+    demo.add_argument("--frames", type=int, default=30, help="surround sets to replay (10 per second)")
+    demo.add_argument("--seed", type=int, default=100, help="world seed (the bundled student never saw seeds >= 100)")
+    demo.add_argument("--model", type=Path, help="exported student (default: the bundled one)")
+    demo.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"], help="node backend")
+    demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

@@ -47,6 +47,7 @@ class TrainConfig:
     student: str = "fsmde_mnv3l"
     student_overrides: dict = dataclasses.field(default_factory=dict)
     encoder_weights: str | None = None
+    init_checkpoint: str | None = None  # start from these student weights (fine-tuning); optimizer starts afresh
     distill: dict = dataclasses.field(default_factory=dict)  # DistillConfig fields
     steps: int = 2000
     batch_size: int = 1  # surround sets per step and rank
@@ -120,6 +121,10 @@ class Trainer:
             self.teacher_caches = [TeacherCache(root / ds.key, ds) for ds in self.datasets]
         self.overlaps: dict[str, Any] = {}
         self.model = create_student(cfg.student, encoder_weights=cfg.encoder_weights, **cfg.student_overrides).to(self.device)
+        if cfg.init_checkpoint:
+            from ..model.checkpoint import load_student
+
+            self.model.load_state_dict(load_student(cfg.init_checkpoint).state_dict())
         self.ddp = None
         if self.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
