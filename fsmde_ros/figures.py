@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .viz import FONT, colorbar, colorize_depth, label, mosaic, surround_layout
+from .viz import FONT, colorbar, colorize_depth, surround_rows
 
 # Distinct, colour-blind-friendlier colours per camera (ring order), RGB.
 CAMERA_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
@@ -35,19 +35,10 @@ def surround_depth_figure(images: np.ndarray, depth_m: np.ndarray, std_m: np.nda
                           yaws_deg: Sequence[float], min_m: float = 1.0, max_m: float = 100.0,
                           title: str | None = None) -> np.ndarray:
     """Front row and back row (left to right as seen from the car): RGB, depth, uncertainty tiles."""
-    front, back = surround_layout(yaws_deg)
-    cols = max(len(front), len(back))
-    blank = np.zeros_like(images[0])
-    tiles: list[np.ndarray] = []
-    for row in (front, back):
-        row = list(row) + [None] * (cols - len(row))
-        tiles += [label(images[i], names[i]) if i is not None else blank for i in row]
-        tiles += [label(colorize_depth(depth_m[i], min_m, max_m), f"{names[i]} depth") if i is not None else blank
-                  for i in row]
-        if std_m is not None:
-            tiles += [label(uncertainty_image(depth_m[i], std_m[i]), f"{names[i]} std/depth") if i is not None
-                      else blank for i in row]
-    grid = mosaic(tiles, cols)
+    panels = [("depth", lambda i: colorize_depth(depth_m[i], min_m, max_m))]
+    if std_m is not None:
+        panels.append(("std/depth", lambda i: uncertainty_image(depth_m[i], std_m[i])))
+    grid = surround_rows(images, panels, names, yaws_deg)
     parts = [grid, colorbar(grid.shape[1], min_m, max_m)]
     if std_m is not None:
         parts.append(_ratio_bar(grid.shape[1]))

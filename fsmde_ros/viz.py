@@ -100,9 +100,10 @@ def surround_layout(yaws_deg: Sequence[float]) -> tuple[list[int], list[int]]:
     return [int(i) for i in front], [int(i) for i in back]
 
 
-def surround_preview(images: np.ndarray, depth_m: np.ndarray, names: Sequence[str], yaws_deg: Sequence[float],
-                     min_m: float = 1.0, max_m: float = 100.0) -> np.ndarray:
-    """Mosaic RGB uint8: per ring row (front, back) the RGB tiles above their colour-mapped depth, plus a colour bar."""
+def surround_rows(images: np.ndarray, panels: Sequence[tuple[str, object]], names: Sequence[str],
+                  yaws_deg: Sequence[float]) -> np.ndarray:
+    """Mosaic of ring rows (front, back; left to right as seen from the car): for each row the RGB
+    tiles, then one tile row per panel (suffix, fn(i) -> RGB image of camera i)."""
     front, back = surround_layout(yaws_deg)
     cols = max(len(front), len(back))
     blank = np.zeros_like(images[0])
@@ -110,7 +111,13 @@ def surround_preview(images: np.ndarray, depth_m: np.ndarray, names: Sequence[st
     for row in (front, back):
         row = list(row) + [None] * (cols - len(row))
         tiles += [label(images[i], names[i]) if i is not None else blank for i in row]
-        tiles += [label(colorize_depth(depth_m[i], min_m, max_m), f"{names[i]} depth") if i is not None else blank
-                  for i in row]
-    grid = mosaic(tiles, cols)
+        for suffix, make in panels:
+            tiles += [label(make(i), f"{names[i]} {suffix}") if i is not None else blank for i in row]
+    return mosaic(tiles, cols)
+
+
+def surround_preview(images: np.ndarray, depth_m: np.ndarray, names: Sequence[str], yaws_deg: Sequence[float],
+                     min_m: float = 1.0, max_m: float = 100.0) -> np.ndarray:
+    """Mosaic RGB uint8: per ring row (front, back) the RGB tiles above their colour-mapped depth, plus a colour bar."""
+    grid = surround_rows(images, [("depth", lambda i: colorize_depth(depth_m[i], min_m, max_m))], names, yaws_deg)
     return np.concatenate([grid, colorbar(grid.shape[1], min_m, max_m)], axis=0)
