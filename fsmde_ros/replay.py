@@ -167,14 +167,18 @@ def _play_rclpy(reader, conns, rate, loop, start_ns, clock, wait_for, wait_timeo
         pubs, played, latched = {}, [], []
         sensor_rel = ReliabilityPolicy.RELIABLE if reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         counts = {t: info.msgcount for t, info in reader.topics.items()}
+        skipped = set()  # (topic, type) already warned about: one warning each, however many connections
         for conn in conns:
             if conn.topic in pubs:
                 played.append(conn)
                 continue
+            if (conn.topic, conn.msgtype) in skipped:
+                continue
             try:
                 cls = message_class(conn.msgtype)
             except ImportError as exc:
-                log(f"[play] skipping {conn.topic} ({conn.msgtype}): {exc}")
+                skipped.add((conn.topic, conn.msgtype))
+                log(f"[play] warning: skipping {conn.topic} ({conn.msgtype}): {exc}")
                 continue
             kind = qos_kind(conn.topic, conn.msgtype, getattr(conn.ext, "offered_qos_profiles", ()))
             if kind == "latched":

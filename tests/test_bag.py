@@ -390,3 +390,113 @@ def test_register_adds_typed_documented_subcommands():
 def test_the_bag_cloud_layout_is_the_nodes():
     ros_msgs = pytest.importorskip("fsmde_ros.ros_msgs", reason="needs the ROS 2 message packages")
     assert bm.CLOUD_DTYPE == ros_msgs.CLOUD_DTYPE
+
+
+# -- bad input (issue 6) --------------------------------------------------------------------------------------
+CUSTOM_TYPE = "fsmde_test_msgs/msg/Blob"  # a type no Python package here provides
+
+
+def _bag_with_an_unknown_type(sequence, path):
+    """The first sets of `sequence` plus /custom of CUSTOM_TYPE (own msgdef) and /tf (tf2_msgs, not installed here)."""
+    write_bag(ListDataset(sequence.rig, sequence.items[:1]), path / "src", progress=False)
+    reader = Reader(path / "src")
+    reader.open()
+    with BagWriter(path / "bag", "mcap", {"fsmde_ros.rig": "nuscenes"}) as w:
+        for conn, ns, raw in reader.messages():
+            w.copy(conn, ns, raw)
+        conn = w._writer.add_connection("/custom", CUSTOM_TYPE, msgdef="uint8[] data", rihs01="RIHS01_" + "0" * 64)
+        start = reader.start_time
+        for k in range(3):
+            w._writer.write(conn, start + k, b"\x00\x01\x00\x00\x00\x00\x00\x00")
+    reader.close()
+    return path / "bag"
+
+
+def test_play_skips_a_topic_of_unknown_type_with_one_warning(sequence, tmp_path):
+    pytest.importorskip("rclpy", reason="needs rclpy")
+    bag = _bag_with_an_unknown_type(sequence, tmp_path)
+    domain = 30 + (os.getpid() + int(time.time() * 1000)) % 150
+    proc = subprocess.run([sys.executable, "-m", "fsmde_ros.replay", "play", str(bag), "--rate", "50"],
+                          env=ros_env(domain), capture_output=True, text=True, cwd=REPO, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    warned = [line for line in out.splitlines() if "skipping /custom" in line]
+    assert len(warned) == 1 and CUSTOM_TYPE in warned[0] and "fsmde_test_msgs" in warned[0], out
+    assert "published" in out, out
+
+
+def test_process_ignores_topics_it_does_not_need(sequence, oracle_bag, tmp_path):
+    _, model = oracle_bag
+    bag = _bag_with_an_unknown_type(sequence, tmp_path)
+    summary = replay.process_bag(bag, tmp_path / "out", params={"model": str(model), "backend": "onnxruntime"},
+                                 progress=False)
+    assert summary.sets == 1
+    assert "/custom" not in bag_topics(tmp_path / "out")
+
+
+class CorruptAt(ListDataset):
+    """Raises what a dataset raises for a corrupt file at the given indices."""
+
+    def __init__(self, rig, items, bad):
+        super().__init__(rig, items)
+        self.bad = bad
+
+    def __getitem__(self, i):
+        from fsmde_ros.data.ddad import CorruptFileError
+
+        if i in self.bad:
+            raise CorruptFileError(f"/data/scene/rgb/CAMERA_01/{i:04d}.png", "image", "not a decodable PNG/JPEG")
+        return super().__getitem__(i)
+
+
+def test_write_bag_skips_sets_with_corrupt_files_and_reports_them(sequence, tmp_path):
+    from fsmde_ros.data.bag import WriteReport
+    from fsmde_ros.data.ddad import CorruptFileError
+
+    report = WriteReport()
+    with pytest.warns(UserWarning) as record:
+        out = write_bag(CorruptAt(sequence.rig, sequence.items, {1}), tmp_path / "bag", progress=False, report=report)
+    messages = [str(w.message) for w in record]
+    assert sum("skipping set 1" in m and "0001.png" in m for m in messages) == 1, messages
+    assert any("skipped 1 of 3 sets" in m for m in messages), messages
+    assert report.written == 2 and [i for i, _ in report.skipped] == [1]
+    counts = {t: c for t, (_, c) in bag_topics(out).items()}
+    assert counts[sequence.rig.cameras[0].image_topic] == 2
+    # strict: the first bad set stops the conversion and nothing is left; all bad: nothing to write
+    with pytest.raises(CorruptFileError, match="0001.png"):
+        write_bag(CorruptAt(sequence.rig, sequence.items, {1}), tmp_path / "strict", progress=False, skip_bad=False)
+    assert not (tmp_path / "strict").exists()
+    with pytest.warns(UserWarning), pytest.raises(BagError, match="all 3 sets were bad.*0000.png"):
+        write_bag(CorruptAt(sequence.rig, sequence.items, {0, 1, 2}), tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()
+
+
+def test_ctrl_c_keeps_the_sets_written_in_a_closed_bag(sequence, tmp_path, capsys):
+    class Interrupted(ListDataset):
+        def __getitem__(self, i):
+            if i == 2:
+                raise KeyboardInterrupt
+            return super().__getitem__(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        write_bag(Interrupted(sequence.rig, sequence.items), tmp_path / "bag", progress=False)
+    assert (tmp_path / "bag" / "metadata.yaml").is_file()
+    assert "closed with the 2 sets written so far" in capsys.readouterr().err
+    counts = {t: c for t, (_, c) in bag_topics(tmp_path / "bag").items()}
+    for cam in sequence.rig.cameras:
+        assert counts[cam.image_topic] == 2 and counts[cam.info_topic] == 2, counts
+    assert len(read_all(tmp_path / "bag")[0][sequence.rig.cameras[0].image_topic]) == 2
+
+
+def test_fsmde_bag_exits_130_on_ctrl_c_with_the_bag_closed(sequence, tmp_path, monkeypatch):
+    from fsmde_ros.data import bag as bag_mod
+
+    def interrupted(*args, report=None, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bag_mod, "write_bag", interrupted)
+    monkeypatch.setattr("fsmde_ros.data.surround.open_dataset", lambda *a: sequence)
+    parser = __import__("argparse").ArgumentParser()
+    bag_mod.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bag", "--out", str(tmp_path / "bag")])
+    assert args.func(args) == 130

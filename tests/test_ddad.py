@@ -208,6 +208,87 @@ def test_missing_root_and_files_are_named(fx, tmp_path):
         DDADDataset(broken)
 
 
+def test_a_path_that_is_not_the_dataset_says_what_was_expected(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.*ddad\.json.*the root must hold ddad\.json"):
+        DDADDataset(tmp_path / "empty")
+    for name, content in (("random.json", {"hello": 1}), ("list.json", [1, 2, 3])):
+        path = tmp_path / name
+        path.write_text(json.dumps(content))
+        with pytest.raises(DDADFormatError, match=re.escape(str(path)) + r" is not a DDAD dataset file .*"
+                                                  r"expected the DGP SceneDataset JSON.*scene_splits"):
+            DDADDataset(path)
+        with pytest.raises(DDADFormatError, match="not a DDAD dataset file"):
+            open_dataset(f"ddad:{path}")
+
+
+def test_a_missing_camera_is_named_with_the_scene_file(fx, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(fx.root, broken)
+    scene_json = broken / fx.scene_json[F.SCENE_VAL].relative_to(fx.root)
+    scene = json.loads(scene_json.read_text())
+    cam07 = {d["key"] for d in scene["data"] if d["id"]["name"].upper() == "CAMERA_07"}
+    scene["samples"][0]["datum_keys"] = [k for k in scene["samples"][0]["datum_keys"] if k not in cam07]
+    scene_json.write_text(json.dumps(scene))
+    with pytest.warns(UserWarning, match=r"skipped 1 samples that lack a camera: CAMERA_07 missing in .*"
+                                         + re.escape(scene_json.name)):
+        ds = DDADDataset(broken, split="val", masks=False)
+    assert len(ds) == F.write_ddad_fixture.__defaults__[0] - 1
+    for sample in scene["samples"]:
+        sample["datum_keys"] = [k for k in sample["datum_keys"] if k not in cam07]
+    scene_json.write_text(json.dumps(scene))
+    with pytest.raises(ValueError, match=r"no samples with cameras .*\(CAMERA_07 missing in .*"
+                                         + re.escape(scene_json.name)):
+        DDADDataset(broken, split="val", masks=False)
+    # the calibration lacking the camera: named with the calibration file
+    scene_json.write_text(fx.scene_json[F.SCENE_VAL].read_text())
+    for calib in (broken / F.SCENE_VAL / "calibration").glob("*.json"):
+        c = json.loads(calib.read_text())
+        k = [n.upper() for n in c["names"]].index("CAMERA_07")
+        for field in ("names", "intrinsics", "extrinsics"):
+            del c[field][k]
+        calib.write_text(json.dumps(c))
+    with pytest.raises(DDADFormatError, match=r"calibration.*\.json: no camera intrinsics for CAMERA_07"):
+        DDADDataset(broken, split="val", masks=False)
+
+
+def test_a_corrupt_image_or_point_cloud_is_named(fx, tmp_path):
+    from fsmde_ros.data.ddad import CorruptFileError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fx.root, broken)
+    ds = DDADDataset(broken, split="val", masks=False)
+    scene_dir = broken / F.SCENE_VAL
+    image = sorted((scene_dir / "rgb" / "CAMERA_06").glob("*.png"))[0]
+    image.write_bytes(b"\x89PNG garbage, not an image" * 10)
+    lidar = sorted((scene_dir / "point_cloud" / "LIDAR").glob("*.npz"))[1]
+    lidar.write_bytes(b"PK\x03\x04 garbage")
+    with pytest.raises(CorruptFileError, match=r"corrupt image file .*" + re.escape(image.name)) as info:
+        ds[0]
+    assert info.value.path == image
+    with pytest.raises(CorruptFileError, match=r"corrupt point cloud file .*" + re.escape(lidar.name)):
+        ds[1]
+    image.write_bytes(b"")
+    with pytest.raises(CorruptFileError, match=re.escape(image.name)):
+        ds[0]
+
+
+def test_write_bag_skips_a_set_with_a_corrupt_image(fx, tmp_path):
+    pytest.importorskip("rosbags", reason="needs rosbags (the `ros` extra)")
+    from fsmde_ros.data.bag import WriteReport, bag_topics, write_bag
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fx.root, broken)
+    ds = DDADDataset(broken, split="val", masks=False, height=32, width=48)
+    image = sorted((broken / F.SCENE_VAL / "rgb" / "CAMERA_06").glob("*.png"))[0]
+    image.write_bytes(b"garbage")
+    report = WriteReport()
+    with pytest.warns(UserWarning, match=re.escape(image.name)):
+        out = write_bag(ds, tmp_path / "bag", progress=False, report=report)
+    assert report.written == len(ds) - 1 and report.skipped[0][0] == 0 and image.name in report.skipped[0][1]
+    assert bag_topics(out)[ds.rig.cameras[0].image_topic][1] == len(ds) - 1
+
+
 # ------------------------------------------------------------------ pieces
 def test_parse_timestamp_forms():
     assert parse_timestamp("2019-08-28T13:46:40.123456789Z") == pytest.approx(1567000000.123456789, abs=1e-6)

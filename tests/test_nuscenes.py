@@ -100,6 +100,59 @@ def test_missing_version_and_files_are_named(fx, tmp_path):
         NuScenesDataset(broken, version=F.VERSION)
 
 
+def test_a_directory_that_is_not_nuscenes_says_what_was_expected(tmp_path):
+    from fsmde_ros.data.nuscenes import NuScenesDataset
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"tables for version 'v1.0-mini' not found: .*empty.v1.0-mini .*"
+                                                r"none.*expected a nuScenes root .*sample\.json"):
+        NuScenesDataset(tmp_path / "empty")
+    tables = tmp_path / "fake" / "v1.0-mini"
+    tables.mkdir(parents=True)
+    (tables / "sample.json").write_text('{"not": "a table"}')
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tables)) + r" is not a nuScenes table directory: "
+                                                r"it lacks scene\.json, sample_data\.json"):
+        NuScenesDataset(tmp_path / "fake")
+
+
+@needs_devkit
+def test_a_sample_without_a_camera_is_named(fx):
+    from fsmde_ros.data.nuscenes import NuScenesDataset
+
+    ds = NuScenesDataset(fx.root, version=F.VERSION, split="mini_val")
+    sample = ds.nusc.get("sample", ds.sample_tokens[1])
+    del sample["data"]["CAM_BACK"]
+    with pytest.raises(ValueError, match=rf"nuScenes sample {sample['token']} .*has no keyframe for CAM_BACK in "
+                                         r".*sample_data\.json"):
+        ds[1]
+    first = ds.nusc.get("sample", ds.sample_tokens[0])
+    del first["data"]["CAM_BACK"]
+    with pytest.raises(ValueError, match=rf"sample {first['token']} .*no keyframe for CAM_BACK"):
+        NuScenesDataset(fx.root, version=F.VERSION, split="mini_val", nusc=ds.nusc)
+
+
+@needs_devkit
+def test_corrupt_image_and_lidar_files_are_named(fx, tmp_path):
+    from fsmde_ros.data.ddad import CorruptFileError
+    from fsmde_ros.data.nuscenes import NuScenesDataset
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fx.root, broken)
+    ds = NuScenesDataset(broken, version=F.VERSION, split="mini_val")
+
+    def file_of(i, channel):
+        return broken / ds.nusc.get("sample_data", ds.nusc.get("sample", ds.sample_tokens[i])["data"][channel])["filename"]
+
+    image = file_of(0, "CAM_BACK")
+    image.write_bytes(b"\xff\xd8\xff garbage, not a JPEG")
+    with pytest.raises(CorruptFileError, match=r"corrupt image file .*" + re.escape(image.name)):
+        ds[0]
+    lidar = file_of(1, F.LIDAR)
+    lidar.write_bytes(b"\x00" * 7)
+    with pytest.raises(CorruptFileError, match=r"corrupt lidar file .*" + re.escape(lidar.name)):
+        ds[1]
+
+
 @needs_devkit
 def test_splits_and_conditions(fx, ds):
     from fsmde_ros.data.nuscenes import NuScenesDataset

@@ -14,11 +14,21 @@
   else its `lidar_depth` unprojected.
 Log times equal header stamps, so replay keeps the sensors' timing. The metadata also names
 the rig (`custom_data: fsmde_ros.rig`), which `fsmde process` uses when no --rig is given.
+
+Bad input: a set whose data file is missing or corrupt (the dataset raises FileNotFoundError or
+`CorruptFileError`, both naming the file) is skipped with a warning naming it (`skip_bad=True`,
+the default; `fsmde bag --strict` stops instead), the skips are counted and reported at the end,
+and the conversion goes on; any other error stops it and removes the half-written bag. Ctrl-C
+(KeyboardInterrupt) closes the bag properly instead: metadata.yaml is written and the sets written
+so far stay readable; the interrupt still propagates (`fsmde bag` then exits 130).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +69,8 @@ def _lidar_points(item: dict) -> np.ndarray:
 
 class BagWriter:
     """A rosbags Writer whose connections are made on first use (topic + type), as a context
-    manager that closes the bag (metadata.yaml) on success and removes it again on failure."""
+    manager that closes the bag (metadata.yaml) on success and on Ctrl-C (KeyboardInterrupt: what is
+    written is kept, readable), and removes it again on any other failure."""
 
     def __init__(self, out: str | Path, format: str = "mcap", custom_data: dict[str, str] | None = None):
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -80,7 +91,7 @@ class BagWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
             self._writer.close()
             return
         try:
@@ -118,11 +129,30 @@ class BagWriter:
         self._writer.write(conn, int(ns), raw)
 
 
+@dataclasses.dataclass
+class WriteReport:
+    """What `write_bag` wrote: sets written, and (index, reason naming the file) of the sets skipped."""
+
+    written: int = 0
+    skipped: list = dataclasses.field(default_factory=list)
+
+
+def _bad_input_errors() -> tuple:
+    from .ddad import CorruptFileError
+
+    return (FileNotFoundError, CorruptFileError)
+
+
 def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bool = False, jpeg_quality: int = 90,
-              with_lidar: bool = False, limit: int | None = None, progress: bool = True) -> Path:
+              with_lidar: bool = False, limit: int | None = None, progress: bool = True, skip_bad: bool = True,
+              report: WriteReport | None = None) -> Path:
     """Write `dataset` (a SurroundDataset, first `limit` sets) as a rosbag2 directory; returns its path.
 
-    Refuses to overwrite: `out_dir` must not exist. On failure nothing is left behind.
+    Refuses to overwrite: `out_dir` must not exist. skip_bad: a set whose reading raises
+    FileNotFoundError or CorruptFileError (a missing or corrupt data file) is skipped with a warning
+    naming the file and counted; the skips are reported in one warning at the end (and in `report`,
+    when given). Other failures (and bad files with skip_bad=False, or every set bad) leave nothing
+    behind; Ctrl-C keeps the sets written so far in a properly closed bag and re-raises.
     """
     from tqdm import tqdm
 
@@ -132,6 +162,8 @@ def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bo
     n = len(dataset) if limit is None else min(len(dataset), int(limit))
     if n < 1:
         raise BagError(f"nothing to write: the dataset has {len(dataset)} sets (limit {limit})")
+    report = report if report is not None else WriteReport()
+    bad = _bad_input_errors() if skip_bad else ()
     with BagWriter(out_dir, format, {RIG_KEY: rig.name}) as bag:
         sensor = bm.qos("volatile", "reliable", 10)
         for cam in rig.cameras:  # declare in rig order, so the bag lists cameras as the rig does
@@ -139,14 +171,32 @@ def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bo
                           bm.COMPRESSED if compressed else bm.IMAGE, sensor)
             bag.add_topic(cam.info_topic, bm.CAMERA_INFO, sensor)
         prev = None  # (set stamp [ns], mounts) of the previous item
-        for i in tqdm(range(n), desc=f"bag {bag.path.name}", unit="set", disable=not progress):
-            item = dataset[i]
-            mounts, set_ns = np.asarray(item["T_base_cam"], dtype=np.float64), bm.stamp_to_ns(item["stamp"])
-            # /tf_static at the start, again when the calibration changes (another DDAD scene or nuScenes
-            # log) and where time goes back (a segment that replay puts before the ones written so far)
-            new_mounts = prev is None or set_ns < prev[0] or not np.allclose(mounts, prev[1], rtol=0, atol=1e-9)
-            _write_item(bag, rig, item, new_mounts, compressed, jpeg_quality, with_lidar)
-            prev = (set_ns, mounts)
+        try:
+            for i in tqdm(range(n), desc=f"bag {bag.path.name}", unit="set", disable=not progress):
+                try:
+                    item = dataset[i]
+                except bad as exc:
+                    report.skipped.append((i, str(exc)))
+                    warnings.warn(f"bag: skipping set {i}: {exc}", stacklevel=2)
+                    continue
+                mounts, set_ns = np.asarray(item["T_base_cam"], dtype=np.float64), bm.stamp_to_ns(item["stamp"])
+                # /tf_static at the start, again when the calibration changes (another DDAD scene or nuScenes
+                # log) and where time goes back (a segment that replay puts before the ones written so far)
+                new_mounts = prev is None or set_ns < prev[0] or not np.allclose(mounts, prev[1], rtol=0, atol=1e-9)
+                _write_item(bag, rig, item, new_mounts, compressed, jpeg_quality, with_lidar)
+                report.written += 1
+                prev = (set_ns, mounts)
+        except KeyboardInterrupt:
+            print(f"[bag] interrupted: {bag.path} is closed with the {report.written} sets written so far",
+                  file=sys.stderr)
+            raise
+        if not report.written:
+            raise BagError(f"nothing written: all {n} sets were bad (first: {report.skipped[0][1]})")
+    if report.skipped:
+        first = "; ".join(reason for _, reason in report.skipped[:3])
+        warnings.warn(f"bag: skipped {len(report.skipped)} of {n} sets with missing or corrupt files "
+                      f"(sets {[i for i, _ in report.skipped]}): {first}" + (" ..." if len(report.skipped) > 3 else ""),
+                      stacklevel=2)
     return bag.path
 
 
@@ -245,9 +295,17 @@ def _cmd_bag(args: argparse.Namespace) -> int:
     from .surround import open_dataset
 
     dataset = open_dataset(args.dataset, args.height, args.width)
-    out = write_bag(dataset, args.out, format=args.format, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
-                    with_lidar=args.lidar, limit=args.limit, progress=not args.no_progress)
+    report = WriteReport()
+    try:
+        out = write_bag(dataset, args.out, format=args.format, compressed=args.compressed,
+                        jpeg_quality=args.jpeg_quality, with_lidar=args.lidar, limit=args.limit,
+                        progress=not args.no_progress, skip_bad=not args.strict, report=report)
+    except KeyboardInterrupt:
+        return 130  # the bag is closed with what was written (write_bag said so)
     print(describe_bag(out))
+    if report.skipped:
+        print(f"[bag] skipped {len(report.skipped)} sets with missing or corrupt files: "
+              + "; ".join(f"set {i}: {why}" for i, why in report.skipped))
     print(f"[bag] replay with `fsmde play {out}` or `ros2 bag play {out}`")
     return 0
 
@@ -269,6 +327,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--lidar", action="store_true", help=f"also write the lidar as PointCloud2 on {LIDAR_TOPIC}")
     p.add_argument("--limit", type=int, help="write the first N sets only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first set with a missing or corrupt file (default: skip it with a warning)")
     g = p.add_argument_group("image size")
     g.add_argument("--height", type=int, default=192, help="image height [px]")
     g.add_argument("--width", type=int, default=320, help="image width [px]")

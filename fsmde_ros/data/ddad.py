@@ -62,6 +62,7 @@ import dataclasses
 import json
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -86,6 +87,15 @@ FRONT_AXIS_TOLERANCE_DEG = 45.0  # the front camera must look within this of +x 
 
 class DDADFormatError(ValueError):
     """A DDAD/DGP file is missing a field or malformed; the message names the file and field."""
+
+
+class CorruptFileError(ValueError):
+    """A data file (image, point cloud) exists but cannot be decoded; `path` is the file, which the
+    message names. Dataset readers raise it from `__getitem__`, and `write_bag` skips such sets."""
+
+    def __init__(self, path: str | Path, what: str, detail: str = ""):
+        self.path = Path(path)
+        super().__init__(f"corrupt {what} file {self.path}" + (f": {detail}" if detail else ""))
 
 
 def _field(d: Mapping[str, Any], name: str, default: Any = None) -> Any:
@@ -276,10 +286,15 @@ def load_points(path: str | Path, point_format: Sequence = ()) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DDAD point cloud not found: {path}")
-    with np.load(path) as z:
-        if "data" not in z.files:
-            raise DDADFormatError(f"{path}: no 'data' array (has {z.files})")
-        X = z["data"]
+    try:
+        with np.load(path) as z:
+            if "data" not in z.files:
+                raise DDADFormatError(f"{path}: no 'data' array (has {z.files})")
+            X = z["data"]
+    except DDADFormatError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # garbage or truncated .npz
+        raise CorruptFileError(path, "point cloud", str(exc) or type(exc).__name__) from None
     if X.dtype.fields is not None:
         missing = [f for f in ("X", "Y", "Z") if f not in X.dtype.fields]
         if missing:
@@ -291,11 +306,15 @@ def load_points(path: str | Path, point_format: Sequence = ()) -> np.ndarray:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as uint8 [H,W,3] RGB."""
+    """An image file as uint8 [H,W,3] RGB; FileNotFoundError when it is missing, CorruptFileError
+    when it exists but does not decode (garbage or truncated bytes)."""
     path = Path(path)
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    raw = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
     if img is None:
-        raise FileNotFoundError(f"image not found or unreadable: {path}")
+        raise CorruptFileError(path, "image", "not a decodable PNG/JPEG")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -372,9 +391,12 @@ class DDADDataset:
     # ----------------------------------------------------------------- index
     def _index(self, split: str, only: list[str] | None) -> tuple[list[DDADScene], list[_Sample]]:
         data = _read_json(self.dataset_json, "dataset")
-        splits = _field(data, "scene_splits")
+        splits = _field(data, "scene_splits") if isinstance(data, Mapping) else None
         if not isinstance(splits, Mapping):
-            raise DDADFormatError(f"{self.dataset_json}: missing field 'scene_splits'")
+            what = "missing field 'scene_splits'" if isinstance(data, Mapping) else f"a JSON {type(data).__name__}"
+            raise DDADFormatError(f"{self.dataset_json} is not a DDAD dataset file ({what}); expected the DGP "
+                                  f"SceneDataset JSON of a DDAD root (ddad.json with 'metadata' and 'scene_splits', "
+                                  f"as in the DDAD download ddad_train_val/)")
         if split not in SPLITS:
             raise ValueError(f"unknown DDAD split {split!r}; use one of {sorted(SPLITS)}")
         entry = splits.get(str(SPLITS[split]), splits.get(split.upper()))
@@ -384,34 +406,43 @@ class DDADDataset:
         files = _field(entry, "filenames", []) or []
         scenes, samples = [], []
         skipped = 0
+        lacking: dict[str, list[str]] = {}  # camera -> scene files with samples that lack it
         for rel in files:
             path = self.root / rel
             scene = DDADScene(name=path.parent.name, directory=path.parent, json_path=path)
             if only is not None and scene.name not in only:
                 continue
             data = _read_json(path, "scene")
-            scene = dataclasses.replace(scene, description=str(data.get("description", "")))
+            scene = dataclasses.replace(scene, description=str(data.get("description", "") if isinstance(data, Mapping) else ""))
             si = len(scenes)
-            scene_samples, n_skip = self._scene_samples(si, data, path)
+            scene_samples, n_skip, missing = self._scene_samples(si, data, path)
             if scene_samples:
                 scenes.append(scene)
                 samples.extend(scene_samples)
             skipped += n_skip
-        if skipped:
-            warnings.warn(f"DDAD {split}: skipped {skipped} samples that lack one of {self.camera_names}", stacklevel=3)
+            for cam in missing:
+                lacking.setdefault(cam, []).append(str(path))
+        lack = "; ".join(f"{cam} missing in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
+                         for cam, files in sorted(lacking.items()))
         if not samples:
             which = f" among scenes {only}" if only is not None else ""
             raise ValueError(f"DDAD {split} split of {self.dataset_json} has no samples with cameras "
-                             f"{self.camera_names}{which}")
+                             f"{self.camera_names}{which}" + (f" ({lack})" if lack else ""))
+        if skipped:
+            warnings.warn(f"DDAD {split}: skipped {skipped} samples that lack a camera: {lack}", stacklevel=3)
         return scenes, samples
 
-    def _scene_samples(self, si: int, data: Mapping[str, Any], path: Path) -> tuple[list[_Sample], int]:
+    def _scene_samples(self, si: int, data: Mapping[str, Any], path: Path) -> tuple[list[_Sample], int, set]:
+        """(samples with every camera, number skipped, names of the cameras that the skipped ones lack)."""
+        if not isinstance(data, Mapping):
+            raise DDADFormatError(f"{path} is not a DGP Scene JSON (a JSON {type(data).__name__}; expected an "
+                                  "object with 'samples' and 'data')")
         records = {}
         for datum in data.get("data", []) or []:
             key = datum.get("key")
             if key:
                 records[key] = _datum_record(datum, str(path))
-        out, skipped = [], 0
+        out, skipped, missing = [], 0, set()
         for j, sample in enumerate(data.get("samples", []) or []):
             by_name = {}
             for key in _field(sample, "datum_keys", []) or []:
@@ -423,6 +454,7 @@ class DDADDataset:
             cams = [by_name.get((c, "image")) for c in self.camera_names]
             if any(c is None for c in cams):
                 skipped += 1
+                missing.update(n for n, c in zip(self.camera_names, cams) if c is None)
                 continue
             lidar = by_name.get((self.lidar_name, "point_cloud"))
             ident = _field(sample, "id", {}) or {}
@@ -436,7 +468,7 @@ class DDADDataset:
             if not calib_key:
                 raise DDADFormatError(f"{path}: samples[{j}] has no calibration_key")
             out.append(_Sample(si, stamp, str(calib_key), tuple(cams), lidar))
-        return out, skipped
+        return out, skipped, missing
 
     def _calibration(self, sample: _Sample) -> dict[str, SensorCalibration]:
         key = (sample.scene, sample.calibration_key)

@@ -47,7 +47,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fsmde_ros.data.ddad import build_rig, read_rgb, resize_image
+from fsmde_ros.data.ddad import CorruptFileError, build_rig, read_rgb, resize_image
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
 from fsmde_ros.geometry import invert_transform, transform_points
 from fsmde_ros.rig import RigError, load_rig, scale_intrinsics
@@ -57,6 +57,8 @@ NUSCENES_LIDAR = "LIDAR_TOP"
 NUSCENES_MAX_DEPTH_M = 80.0  # evaluation cap (DESIGN.md section 6)
 DEVKIT_HINT = ("install the 'nuscenes' extra: pip install -c constraints.txt 'fsmde_ros[nuscenes]' "
                "(or pip install -c constraints.txt nuscenes-devkit)")
+# the tables this reader needs (the devkit loads a few more and names any it cannot find)
+TABLES = ("scene.json", "sample.json", "sample_data.json", "calibrated_sensor.json", "ego_pose.json", "sensor.json")
 CONDITION_WORDS = {"day": ("night", False), "night": ("night", True), "rain": ("rain", True), "clear": ("rain", False)}
 
 
@@ -116,7 +118,12 @@ class NuScenesDataset:
         if not table_dir.is_dir():
             have = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
             raise FileNotFoundError(f"nuScenes tables for version {version!r} not found: {table_dir} "
-                                    f"(versions under {self.root}: {have or 'none'})")
+                                    f"(versions under {self.root}: {have or 'none'}); expected a nuScenes root "
+                                    f"holding {version}/ with the tables {', '.join(TABLES)}")
+        lacking = [t for t in TABLES if not (table_dir / t).is_file()]
+        if lacking:
+            raise FileNotFoundError(f"{table_dir} is not a nuScenes table directory: it lacks {', '.join(lacking)} "
+                                    f"(expected {', '.join(TABLES)})")
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither (native resolution)")
         if height is not None and (height <= 0 or width <= 0):
@@ -152,7 +159,8 @@ class NuScenesDataset:
         first = nusc.get("sample", self.sample_tokens[0])
         missing = [c for c in self.camera_names + [NUSCENES_LIDAR] if c not in first["data"]]
         if missing:
-            raise ValueError(f"nuScenes sample {first['token']} has no keyframe for channels {missing}")
+            raise ValueError(f"nuScenes sample {first['token']} (scene {self._scene_of[0]}) has no keyframe for "
+                             f"{', '.join(missing)} in {table_dir / 'sample_data.json'}")
         records = [nusc.get("sample_data", first["data"][c]) for c in self.camera_names]
         sizes = [self._native_size(sd) for sd in records]
         if height is None:
@@ -195,7 +203,10 @@ class NuScenesDataset:
         path = self.root / sd["filename"]
         if not path.is_file():
             raise FileNotFoundError(f"nuScenes lidar file not found: {path}")
-        return self.kit.LidarPointCloud.from_file(str(path)).points[:3].T.astype(np.float64)
+        try:
+            return self.kit.LidarPointCloud.from_file(str(path)).points[:3].T.astype(np.float64)
+        except (ValueError, OSError) as exc:  # a size that is no multiple of 5 float32s, unreadable bytes
+            raise CorruptFileError(path, "lidar", str(exc)) from None
 
     # ----------------------------------------------------------------- items
     def __len__(self) -> int:
@@ -208,6 +219,10 @@ class NuScenesDataset:
         i = int(i) % n
         nusc = self.nusc
         sample = nusc.get("sample", self.sample_tokens[i])
+        missing = [c for c in self.camera_names + [NUSCENES_LIDAR] if c not in sample["data"]]
+        if missing:
+            raise ValueError(f"nuScenes sample {sample['token']} (index {i}, scene {self._scene_of[i]}) has no "
+                             f"keyframe for {', '.join(missing)} in {self.root / self.version / 'sample_data.json'}")
         lidar_sd = nusc.get("sample_data", sample["data"][NUSCENES_LIDAR])
         T_ego_lidar = self._pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
         T_global_ego_l = self._pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"]))
