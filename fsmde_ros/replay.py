@@ -532,17 +532,10 @@ def register(subparsers: Any) -> tuple[argparse.ArgumentParser, argparse.Argumen
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fsmde_ros.replay play|process ...` (the same commands as `fsmde play|process`)."""
-    from .rig import RigError
+    """`python -m fsmde_ros.replay play|process ...`: the `fsmde` command line, same parsing and errors."""
+    from .cli import main as fsmde_main
 
-    parser = argparse.ArgumentParser(prog="python -m fsmde_ros.replay")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (RigError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"fsmde {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return fsmde_main(argv)
 
 
 if __name__ == "__main__":
