@@ -6,7 +6,7 @@ split (other seeds, both rig geometries) with lidar ground truth, metric (no sca
 median-scaled, plus the cross-view disagreement. Reference rows: the simulated teacher with
 oracle median scaling (and with an oracle scale-and-shift fit in inverse depth).
 
-    .venv/bin/python benchmarks/ablation.py [--steps 1000 --out runs/ablation]
+    .venv/bin/python benchmarks/ablation.py [--steps 1000 --out runs/ablation] [--set tau_bins=0.08 ...]
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fsmde_ros.data.surround import CachedDataset  # noqa: E402
 from fsmde_ros.distill.evaluate import evaluate  # noqa: E402
-from fsmde_ros.distill.losses import ablation_presets  # noqa: E402
+from fsmde_ros.distill.losses import DistillConfig, ablation_presets  # noqa: E402
 from fsmde_ros.distill.trainer import TrainConfig, run_distillation  # noqa: E402
 from fsmde_ros.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
 from fsmde_ros.runtime import create_backend  # noqa: E402
@@ -60,8 +61,21 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=192)
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--rows", nargs="+", default=[r for r, _ in ROWS], help="subset of rows to run")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="DistillConfig overrides for every row, e.g. --set tau_bins=0.08 align_shape_from=student "
+                         "(weights of terms a row switches off stay 0)")
     args = ap.parse_args()
     presets = ablation_presets()
+    for key, preset in presets.items():
+        d = preset.to_dict()
+        for item in args.set:
+            name, _, value = item.partition("=")
+            if name not in d:
+                ap.error(f"--set {item}: unknown DistillConfig key {name!r}")
+            if name.startswith("w_") and d[name] == 0:
+                continue
+            d[name] = yaml.safe_load(value)
+        presets[key] = DistillConfig.from_dict(d)
     held_out = [CachedDataset(spec, args.height, args.width, "~/.cache/fsmde_ros/datasets") for spec in HELD_OUT]
     results = {}
     for key, label in ROWS:
@@ -73,25 +87,27 @@ def main() -> None:
         ckpt = run_distillation(cfg, progress=True)
         minutes = (time.monotonic() - start) / 60
         backend = create_backend("torch", ckpt, height=args.height, width=args.width)
-        results[key] = {"label": label, "train_minutes": minutes,
+        results[key] = {"label": label, "train_minutes": minutes, "distill": presets[key].to_dict(),
                         "eval": [evaluate(backend, ds, progress=False) for ds in held_out]}
     results["teacher"] = {"label": "teacher (simulated), oracle alignment", "eval": [teacher_reference(ds) for ds in held_out]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
 
-    print(f"# held-out: {', '.join(HELD_OUT)}; lidar GT; {args.steps} steps per row at {args.height}x{args.width}")
-    print("| row | abs_rel (metric) | a1 (metric) | abs_rel (median-scaled) | cross-view disagreement (rel) |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"# held-out: {', '.join(HELD_OUT)}; lidar GT; {args.steps} steps per row at {args.height}x{args.width}"
+          + (f"; overrides {' '.join(args.set)}" if args.set else ""))
+    print("| row | abs_rel (metric) | a1 (metric) | abs_rel (median-scaled) | cross-view disagreement (rel) | train [min] |")
+    print("|---|---:|---:|---:|---:|---:|")
     for key, res in results.items():
         if key == "teacher":
             med = np.mean([e["median_scaled"]["abs_rel"] for e in res["eval"]])
             aff = np.mean([e["affine_fit"]["abs_rel"] for e in res["eval"]])
-            print(f"| {res['label']} | (median) {med:.3f} / (scale+shift) {aff:.3f} | | | |")
+            print(f"| {res['label']} | (median) {med:.3f} / (scale+shift) {aff:.3f} | | | | |")
             continue
         ev = res["eval"]
         mean = lambda f: np.mean([f(e) for e in ev])  # noqa: E731 - average over the two rigs
         print(f"| {res['label']} | {mean(lambda e: e['metric']['abs_rel']):.3f} | {mean(lambda e: e['metric']['a1']):.3f} | "
-              f"{mean(lambda e: e['median_scaled']['abs_rel']):.3f} | {mean(lambda e: e['consistency']['rel']):.4f} |")
+              f"{mean(lambda e: e['median_scaled']['abs_rel']):.3f} | {mean(lambda e: e['consistency']['rel']):.4f} | "
+              f"{res['train_minutes']:.1f} |")
 
 
 if __name__ == "__main__":

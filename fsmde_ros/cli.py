@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"fsmde {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in any command: one line and the shell's convention, not a traceback
+        print(f"fsmde {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -56,3 +56,15 @@ def test_export_writes_a_verified_onnx_from_a_checkpoint(tmp_path):
     assert info["metadata"]["rig"] == "nuscenes" and info["metadata"]["source"] == str(ckpt)
     bad = run_cli("export", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.onnx"))
     assert bad.returncode == 2 and "missing.pt not found" in bad.stderr
+
+
+def test_ctrl_c_in_a_command_exits_130_with_one_line_not_a_traceback(monkeypatch, capsys, tmp_path):
+    from fsmde_ros import replay
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "process_bag", interrupted)
+    assert main(["process", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert "fsmde process: interrupted" in err and "Traceback" not in err

@@ -137,6 +137,35 @@ def test_align_teacher_clamps_to_the_bin_range():
     assert float(aligned.min()) >= 5.0 - 1e-4 and float(aligned.max()) <= 30.0 + 1e-3
 
 
+def test_align_teacher_takes_the_shape_from_gt_and_the_scale_from_the_student():
+    """An untrained student with a flat, wrongly scaled depth must not flatten its own target: the GT-fitted
+    teacher keeps the true near/far structure (log-depth spread) and sits at the student's median depth."""
+    b, v = 1, 6
+    true = smooth_depth(b, v, H, W, lo=2.0, hi=80.0)
+    teacher = 3.0 / true + 0.4  # relative: unknown scale and shift of inverse depth
+    student = torch.full_like(true, 7.0) * (1 + 0.01 * torch.rand(true.shape, generator=torch.Generator().manual_seed(3)))
+    lidar = sparse(true, frac=0.05)
+    aligned = align_teacher(teacher, student, gt=lidar)
+    log_err = torch.log(aligned) - torch.log(true)
+    assert float(log_err.flatten(2).std(-1).max()) < 0.02  # the true shape, up to one factor per image...
+    assert torch.allclose(torch.log(aligned).flatten(2).median(-1).values, torch.log(torch.tensor(7.0)), atol=0.03)  # ...the student's
+    from_student = align_teacher(teacher, student)  # the shape from the flat student: nearly flat too
+    assert float(torch.log(from_student).std()) < 0.2 * float(torch.log(true).std())
+    metric = align_teacher(teacher, student, gt=lidar, scale_from_student=False)  # align_scale_from='gt'
+    assert float(((metric - true).abs() / true).max()) < 0.01
+
+
+def test_align_teacher_falls_back_to_the_student_without_enough_gt():
+    depth = smooth_depth(1, 6, H, W)
+    teacher = 2.0 / depth + 0.1
+    few = torch.zeros_like(depth)
+    few[0, 2, 10, :20] = depth[0, 2, 10, :20] * 3  # 20 returns in view 2, none elsewhere (a 3x wrong GT scale)
+    aligned = align_teacher(teacher, depth, gt=few, min_gt_points=64)
+    assert float(((aligned - depth).abs() / depth).median()) < 0.02
+    with pytest.raises(ValueError, match="gt must be"):
+        align_teacher(teacher, depth, gt=few[:, :3])
+
+
 def test_cross_interaction_kd_is_invariant_to_the_teachers_scale_and_shift():
     out = fake_out()
     teacher = 2.0 / smooth_depth(1, 6, 48, 72, seed=9) + 0.05
@@ -256,6 +285,8 @@ def test_config_from_dict_and_presets():
         DistillConfig.from_dict({"w_unknown": 1})
     with pytest.raises(ValueError, match="tau_bins"):
         DistillConfig(tau_bins=0)
+    with pytest.raises(ValueError, match="align_shape_from"):
+        DistillConfig(align_shape_from="teacher")
     cfg = DistillConfig.from_dict({"w_bins": 0.0, "tau_bins": 0.05})
     assert cfg.w_bins == 0 and cfg.tau_bins == 0.05 and DistillConfig.from_dict(cfg.to_dict()) == cfg
     presets = ablation_presets()

@@ -104,31 +104,52 @@ def _nanmedian(x: torch.Tensor) -> torch.Tensor:
 
 
 def _match_median_mad(tn: torch.Tensor, sn: torch.Tensor):
-    """NaN-masked teacher/student disparities [M,P] -> (scale, med t, med s, MAD s), each [M]."""
+    """NaN-masked teacher/target disparities [M,P] -> (scale, med t, med s, MAD s), each [M]."""
     mt, ms = _nanmedian(tn), _nanmedian(sn)
     dt, ds = _nanmedian((tn - mt[:, None]).abs()), _nanmedian((sn - ms[:, None]).abs())
     return ds / dt.clamp_min(1e-12), mt, ms, ds
 
 
+def _robust_affine(tn: torch.Tensor, sn: torch.Tensor, trim_iters: int):
+    """Affine map t -> s per row, NaN-masked [M,P]: median/MAD matching, then `trim_iters` rounds that drop
+    residuals above max(3 sigma_MAD, 5 % of MAD(s)) and match again. -> (scale, med t, med s), each [M]."""
+    nan = torch.tensor(float("nan"), device=tn.device)
+    scale, mt, ms, ds = _match_median_mad(tn, sn)
+    for _ in range(trim_iters):
+        r = (sn - (ms[:, None] + scale[:, None] * (tn - mt[:, None]))).abs()
+        thr = torch.maximum(3 * 1.4826 * _nanmedian(r), 0.05 * ds)
+        keep = r <= thr[:, None]  # NaN -> False; never empty where fitted (half the residuals are <= their median)
+        scale, mt, ms, ds = _match_median_mad(torch.where(keep, tn, nan), torch.where(keep, sn, nan))
+    return scale, mt, ms
+
+
 @torch.no_grad()
 def align_teacher(teacher_rel: torch.Tensor, student_depth: torch.Tensor, valid: torch.Tensor | None = None,
                   min_depth: float | torch.Tensor = 0.5, max_depth: float | torch.Tensor = 250.0,
-                  max_points: int = 65536, trim_iters: int = 3) -> torch.Tensor:
-    """Teacher relative disparity [B,V,Ht,Wt] -> metric depth [B,V,H,W] on the student's scale (no grad).
+                  max_points: int = 65536, trim_iters: int = 3, gt: torch.Tensor | None = None,
+                  min_gt_points: int = 64, scale_from_student: bool = True) -> torch.Tensor:
+    """Teacher relative disparity [B,V,Ht,Wt] -> depth [B,V,H,W] on the student's scale (no grad).
 
-    Per image, in inverse depth: the teacher is made shift- and scale-invariant by its median
-    and median absolute deviation (MAD), then given the median and MAD of the student's
-    detached disparity 1/depth: s' = med(s) + MAD(s) / MAD(t) * (t - med(t)). Robust (50 %
-    breakdown) and exact for t = a/depth + b; then `trim_iters` times the pixels whose residual
-    exceeds max(3 sigma_MAD, 5 % of MAD(s)) are dropped and the match is redone on the rest, so
-    teacher outliers do not bias it. Fitted on `valid` pixels [B,V,H,W] (default all), at most
-    max_points per image (regular stride). Depth is clamped to [min_depth, max_depth]
-    (floats or [B,V] tensors, e.g. the student's first and last bin centres). Images with no
-    pixel to fit get the student's depth.
+    A relative teacher is an unknown affine map of inverse depth, t = a/depth + b. Its *shape*
+    (the ratio b/a, which sets how near and far relate) and its *scale* are found separately:
+    - shape: a robust affine fit in inverse depth, per image: the teacher's median and median
+      absolute deviation (MAD) are matched to the target's, s' = med(s) + MAD(s)/MAD(t) (t - med(t)),
+      then `trim_iters` times the pixels whose residual exceeds max(3 sigma_MAD, 5 % of MAD(s)) are
+      dropped and the match redone (50 % breakdown, exact for the affine model). The target is the
+      sparse GT `gt` [B,V,H,W] m where the image has >= min_gt_points valid returns, else the
+      student's detached disparity on `valid` pixels (default all), at most max_points per image.
+    - scale: images fitted to GT are then multiplied by the stop-gradient median ratio
+      med(student depth) / med(teacher depth), so the result is scale-invariant knowledge on the
+      student's current scale (the GT teaches the scale through the other terms). Fitting the shape
+      to the student instead lets an untrained student's narrow depth spread pass into its own target.
+    Depth is clamped to [min_depth, max_depth] (floats or [B,V] tensors, e.g. the student's first
+    and last bin centres). Images with no pixel to fit get the student's depth.
     """
     if student_depth.ndim != 4 or teacher_rel.ndim != 4 or teacher_rel.shape[:2] != student_depth.shape[:2]:
         raise ValueError(f"align_teacher needs teacher [B,V,Ht,Wt] and student depth [B,V,H,W], "
                          f"got {tuple(teacher_rel.shape)} and {tuple(student_depth.shape)}")
+    if gt is not None and gt.shape != student_depth.shape:
+        raise ValueError(f"gt must be {tuple(student_depth.shape)}, got {tuple(gt.shape)}")
     b, v, h, w = student_depth.shape
     t = resize_teacher(teacher_rel.detach(), (h, w))
     sd = student_depth.detach().float()
@@ -138,22 +159,29 @@ def align_teacher(teacher_rel: torch.Tensor, student_depth: torch.Tensor, valid:
         if valid.shape != student_depth.shape:
             raise ValueError(f"valid must be {tuple(student_depth.shape)}, got {tuple(valid.shape)}")
         ok &= valid.bool()
+    nan = torch.tensor(float("nan"), device=t.device)
     stride = max(1, -(-h * w // max_points))
     tf, sf, of = (x.reshape(b * v, h * w)[:, ::stride] for x in (t, s, ok))
-    nan = torch.tensor(float("nan"), device=t.device)
-    tn, sn = torch.where(of, tf, nan), torch.where(of, sf, nan)
-    scale, mt, ms, ds = _match_median_mad(tn, sn)
-    for _ in range(trim_iters):  # drop pixels the fit leaves far off, then match again on the rest
-        r = (sn - (ms[:, None] + scale[:, None] * (tn - mt[:, None]))).abs()
-        thr = torch.maximum(3 * 1.4826 * _nanmedian(r), 0.05 * ds)
-        keep = r <= thr[:, None]  # NaN -> False; never empty where fitted (half the residuals are <= their median)
-        scale, mt, ms, ds = _match_median_mad(torch.where(keep, tn, nan), torch.where(keep, sn, nan))
-    disp = ms[:, None] + scale[:, None] * (t.reshape(b * v, h * w) - mt[:, None])
+    scale, mt, ms = _robust_affine(torch.where(of, tf, nan), torch.where(of, sf, nan), trim_iters)
+    fitted = of.any(dim=1) & torch.isfinite(scale)
+    t_all = t.reshape(b * v, h * w)
+    on_gt = torch.zeros_like(fitted)
+    if gt is not None:
+        gv = (valid_gt(gt) & torch.isfinite(t)).reshape(b * v, h * w)  # all pixels: sparse lidar rows must not be strided away
+        g = 1.0 / torch.where(gv, gt.float().reshape(b * v, h * w), torch.ones_like(t_all))
+        g_scale, g_mt, g_ms = _robust_affine(torch.where(gv, t_all, nan), torch.where(gv, g, nan), trim_iters)
+        on_gt = (gv.sum(dim=1) >= min_gt_points) & torch.isfinite(g_scale) & (g_scale > 0)
+        scale, mt, ms = (torch.where(on_gt, a, c) for a, c in ((g_scale, scale), (g_mt, mt), (g_ms, ms)))
+        fitted = fitted | on_gt
+    disp = ms[:, None] + scale[:, None] * (t_all - mt[:, None])
+    depth = 1.0 / torch.nan_to_num(disp, nan=0.0).clamp_min(1e-6)
+    if on_gt.any() and scale_from_student:  # GT-shaped: carry over to the student's scale by the median ratio (in log depth: the median shift)
+        ratio = torch.exp(_nanmedian(torch.log(sd.reshape(b * v, -1).clamp_min(1e-6))) - _nanmedian(torch.log(depth)))
+        depth = torch.where(on_gt[:, None], depth * ratio[:, None], depth)
     lo = torch.as_tensor(min_depth, dtype=torch.float, device=t.device).expand(b, v).reshape(-1, 1)
     hi = torch.as_tensor(max_depth, dtype=torch.float, device=t.device).expand(b, v).reshape(-1, 1)
-    depth = 1.0 / torch.maximum(torch.minimum(torch.nan_to_num(disp, nan=0.0), 1.0 / lo), 1.0 / hi)
-    fitted = of.any(dim=1, keepdim=True) & torch.isfinite(scale)[:, None]
-    depth = torch.where(fitted, depth, torch.minimum(torch.maximum(sd.reshape(b * v, -1), lo), hi))
+    depth = torch.minimum(torch.maximum(depth, lo), hi)
+    depth = torch.where(fitted[:, None], depth, torch.minimum(torch.maximum(sd.reshape(b * v, -1), lo), hi))
     return depth.reshape(b, v, h, w)
 
 
@@ -187,6 +215,15 @@ def _log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.log(out["probs"].float().clamp_min(1e-12))
 
 
+def aligned_teacher(teacher_rel: torch.Tensor, depth: torch.Tensor, centres: torch.Tensor, gt: torch.Tensor,
+                    cfg: "DistillConfig") -> torch.Tensor:
+    """`align_teacher` as the config says: shape from the GT (or the student), clamped to the centres' range."""
+    use_gt = cfg.align_shape_from == "gt"
+    return align_teacher(teacher_rel, depth, min_depth=centres[..., 0], max_depth=centres[..., -1],
+                         max_points=cfg.align_max_points, gt=valid_gt(gt, cfg.gt_max_depth_m).float() * gt if use_gt else None,
+                         min_gt_points=cfg.align_min_gt_points, scale_from_student=cfg.align_scale_from == "student")
+
+
 def cross_interaction_kd(out: dict[str, torch.Tensor], teacher_rel: torch.Tensor, gt: torch.Tensor, cfg: "DistillConfig",
                          aligned: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Cross-interaction KD terms: 'ci_kl' = KL(q || p) per pixel averaged densely (q a stop-gradient
@@ -207,7 +244,7 @@ def cross_interaction_kd(out: dict[str, torch.Tensor], teacher_rel: torch.Tensor
     h4, w4 = scores.shape[-2:]
     if aligned is None:
         c = centres.detach()
-        aligned = align_teacher(teacher_rel, depth, min_depth=c[..., 0], max_depth=c[..., -1], max_points=cfg.align_max_points)
+        aligned = aligned_teacher(teacher_rel, depth, c, gt, cfg)
     q, log_q = teacher_bin_probs(downsample_depth(aligned, (h4, w4)), centres, cfg.tau_bins)
     terms: dict[str, torch.Tensor] = {}
     if cfg.w_ci_kl > 0:
@@ -233,7 +270,9 @@ class DistillConfig:
     scenes (~10 %). vr_temperature 0.1: the usual temperature of cosine-similarity relations
     (contrastive / pixel-relation KD). vr_samples 256 per strip (a 256x256 relation per pair).
     Chamfer in log depth (the head's bins are log-spaced; in metres far returns would dominate by
-    ~1e4), 'metric' gives AdaBins' literal form.
+    ~1e4), 'metric' gives AdaBins' literal form. align_shape_from 'gt': the teacher's inverse-depth
+    affine map is fitted to the lidar GT of the image and only its scale is taken from the student
+    (the design's stop-gradient median ratio), 'student': both from the student (`align_teacher`).
     """
 
     w_silog: float = 1.0
@@ -250,7 +289,10 @@ class DistillConfig:
     vr_temperature: float = 0.1
     vr_samples: int = 256
     vr_patch: int = 3  # log-depth patch size of the teacher-depth relation descriptor (at h x w)
-    align_max_points: int = 65536  # pixels per image in the teacher's median/MAD fit
+    align_shape_from: str = "gt"  # the teacher's affine shape fitted to 'gt' (lidar; student where too few) or 'student'
+    align_scale_from: str = "student"  # the aligned teacher's scale: the student's median ('student') or the GT fit's ('gt')
+    align_min_gt_points: int = 64  # GT returns an image needs for the GT fit
+    align_max_points: int = 65536  # pixels per image in the teacher's median/MAD fit to the student
     gt_max_depth_m: float | None = None  # ignore GT beyond this (None: keep all)
 
     def __post_init__(self) -> None:
@@ -262,7 +304,9 @@ class DistillConfig:
             bad.append("chamfer_space")
         if self.vr_samples < 2 or self.vr_patch < 1 or self.vr_patch % 2 == 0:
             bad.append("vr_samples/vr_patch")
-        if self.chamfer_max_points < 1 or self.align_max_points < 1:
+        if self.align_shape_from not in ("gt", "student") or self.align_scale_from not in ("gt", "student"):
+            bad.append("align_shape_from")
+        if self.chamfer_max_points < 1 or self.align_max_points < 1 or self.align_min_gt_points < 2:
             bad.append("max_points")
         if bad:
             raise ValueError(f"bad DistillConfig values for {bad}: {self}")
@@ -312,9 +356,7 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
         if batch.get("teacher") is None:
             raise ValueError("the KD terms are enabled but the batch has no 'teacher' (use the 'supervised' preset "
                              "or provide teacher predictions)")
-        c = out["centres"].detach()
-        aligned = align_teacher(batch["teacher"], depth, min_depth=c[..., 0], max_depth=c[..., -1],
-                                max_points=cfg.align_max_points)
+        aligned = aligned_teacher(batch["teacher"], depth, out["centres"].detach(), gt, cfg)
         if cfg.w_ci_kl > 0 or cfg.w_ci_depth > 0:
             terms.update(cross_interaction_kd(out, batch["teacher"], gt, cfg, aligned=aligned))
         if cfg.w_vr_feat > 0 or cfg.w_vr_depth > 0:
