@@ -16,8 +16,8 @@ from .viz import FONT, colorbar, colorize_depth, surround_rows
 CAMERA_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
                            (213, 94, 0), (204, 121, 167), (160, 160, 160)], dtype=np.uint8)
 EGO_SIZE_M = (4.8, 1.9)  # length, width of the drawn ego vehicle (a mid-size car)
-STD_RATIO_MAX = 1.0  # uncertainty panels map depth_std / depth from 0 (black) to this (white); bin
-# distributions have long tails, so the std of a well-placed prediction is still a good share of its depth
+STD_RATIO_MAX = 4.0  # uncertainty panels map depth_std / depth from 0 (black) to this (white); bin
+# distributions have long tails (the bundled student's median std/depth is ~2), so 1.0 would be all white
 
 
 def uncertainty_image(depth_m: np.ndarray, std_m: np.ndarray) -> np.ndarray:
@@ -60,9 +60,9 @@ def _ratio_bar(width: int, height: int = 40) -> np.ndarray:
     ramp = cv2.applyColorMap(np.linspace(0, 255, x1 - x0).astype(np.uint8)[None, :], cv2.COLORMAP_INFERNO)
     bar[6:20, x0:x1] = cv2.cvtColor(np.repeat(ramp, 14, axis=0), cv2.COLOR_BGR2RGB)
     cv2.putText(bar, "std / depth", (8, 18), FONT, 0.45, (230, 230, 230), 1, cv2.LINE_AA)
-    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = int(x0 + frac / STD_RATIO_MAX * (x1 - x0 - 1))
-        cv2.putText(bar, f"{frac:.2f}", (max(0, x - 10), 36), FONT, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks at fractions of the scale, labelled in std / depth
+        x = int(x0 + frac * (x1 - x0 - 1))
+        cv2.putText(bar, f"{frac * STD_RATIO_MAX:.2f}", (max(0, x - 10), 36), FONT, 0.4, (230, 230, 230), 1, cv2.LINE_AA)
     return bar
 
 
