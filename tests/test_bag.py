@@ -26,7 +26,7 @@ from fsmde_ros.geometry import fuse_cloud  # noqa: E402
 from fsmde_ros.rig import rotation_from_quaternion  # noqa: E402
 from fsmde_ros import replay  # noqa: E402
 from tests.helpers.oracle_model import encode_depth, write_oracle_model  # noqa: E402
-from tests.helpers.ros_env import REPO, ros_env  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
 
 H, W, FRAMES = 48, 80, 3
 OFFSET_S = 0.0083  # nuScenes-like: consecutive cameras fire ~8 ms apart
@@ -280,7 +280,7 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
 
     bag, model = oracle_bag
     rig = sequence.rig
-    domain = 30 + (os.getpid() + int(time.time() * 1000)) % 150
+    domain = next_domain()
     env = ros_env(domain)
     cmd = [sys.executable, "-m", "fsmde_ros.node", "--ros-args"]
     for k, v in {"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
@@ -415,7 +415,7 @@ def _bag_with_an_unknown_type(sequence, path):
 def test_play_skips_a_topic_of_unknown_type_with_one_warning(sequence, tmp_path):
     pytest.importorskip("rclpy", reason="needs rclpy")
     bag = _bag_with_an_unknown_type(sequence, tmp_path)
-    domain = 30 + (os.getpid() + int(time.time() * 1000)) % 150
+    domain = next_domain()
     proc = subprocess.run([sys.executable, "-m", "fsmde_ros.replay", "play", str(bag), "--rate", "50"],
                           env=ros_env(domain), capture_output=True, text=True, cwd=REPO, timeout=60)
     out = proc.stdout + proc.stderr

@@ -24,7 +24,7 @@ from fsmde_ros import ros_msgs  # noqa: E402
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from fsmde_ros.geometry import fuse_cloud  # noqa: E402
 from tests.helpers.oracle_model import write_oracle_model  # noqa: E402
-from tests.helpers.ros_env import REPO, ros_env  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
 
 H, W = 96, 160
 RIG = "nuscenes"
@@ -78,7 +78,7 @@ class Recorder:
 
 def run_scenario(oracle, node_params, publisher_args, wait_s=4.0):
     """Start the node and the publisher in their own processes; record until the publisher ends."""
-    domain = 30 + (os.getpid() + int(time.time() * 1000)) % 150
+    domain = next_domain()
     env = ros_env(domain)
     params = {"rig": RIG, "model": str(oracle), "backend": "onnxruntime", "publish_rig_tf": "false",
               "min_depth": str(MIN_DEPTH), "max_depth": str(MAX_DEPTH), "cloud_stride": str(STRIDE), **node_params}
