@@ -339,12 +339,18 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
             assert np.isnan(d[~valid]).all()
 
 
+def _as_in_a_terminal():
+    """Ctrl-C as a terminal delivers it: a test run as a background job (`make test &` in a script) inherits
+    SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt in the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_play_loops_until_ctrl_c_and_stops_cleanly(oracle_bag):
     pytest.importorskip("rclpy", reason="needs rclpy")
     bag, _ = oracle_bag
     proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.replay", "play", str(bag), "--loop", "--clock",
                              "--rate", "4", "--start-offset", "0.05"], env=ros_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO, preexec_fn=_as_in_a_terminal)
     try:
         lines = []
         for line in proc.stdout:  # wait until it plays, then let it loop a little
