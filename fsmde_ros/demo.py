@@ -48,6 +48,16 @@ def _ros_env(domain: int) -> dict:
     return env
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM (the node shuts down cleanly on it), then SIGKILL if it has not exited within `timeout` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_demo(out_dir: str | Path = "demo_out", rig: str = "ddad", frames: int = 30, seed: int = 100,
              model: str | Path | None = None, backend: str = "auto", rate: float = 1.0) -> dict:
     """Run the demo; returns the summary (also written to out_dir/summary.json)."""
@@ -114,11 +124,7 @@ def run_demo(out_dir: str | Path = "demo_out", rig: str = "ddad", frames: int = 
         recorder.spin_for(3.0)  # the last sets are still in flight
         _stage(5, f"recording the node's outputs into {out / 'output_bag'}")
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_process(node)
         node_log.close()
     output_bag = out / "output_bag"
     if output_bag.exists():

@@ -25,6 +25,7 @@ from fsmde_ros.data.surround import open_dataset  # noqa: E402
 from fsmde_ros.geometry import fuse_cloud  # noqa: E402
 from fsmde_ros.rig import rotation_from_quaternion  # noqa: E402
 from fsmde_ros import replay  # noqa: E402
+from fsmde_ros.demo import stop_process  # noqa: E402
 from tests.helpers.oracle_model import encode_depth, write_oracle_model  # noqa: E402
 from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
 
@@ -316,11 +317,7 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
         assert play.wait(timeout=10) == 0, log
         spin(5, until=lambda: all(len(depth[n]) >= FRAMES for n in rig.names))
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_process(node)
         executor.shutdown()
         rec.destroy_node()
         rclpy.shutdown(context=context)

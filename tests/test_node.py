@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from fsmde_ros import ros_msgs  # noqa: E402
+from fsmde_ros.demo import stop_process  # noqa: E402
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from fsmde_ros.geometry import fuse_cloud  # noqa: E402
 from tests.helpers.oracle_model import write_oracle_model  # noqa: E402
@@ -102,11 +103,7 @@ def run_scenario(oracle, node_params, publisher_args, wait_s=4.0):
         alive = node.poll() is None
         return rec, _read(node_log), alive
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_process(node)
         rec.close()
 
 
