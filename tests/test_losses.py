@@ -196,6 +196,35 @@ def test_ci_kl_is_minimal_when_the_student_follows_the_teacher():
     assert int(teacher_bin_probs(d, c, 0.02)[0].argmax(2)) == 1
 
 
+@pytest.mark.parametrize("depth", [3.0, 10.0, 20.0, 70.0, 140.0])
+def test_teacher_bin_probs_keep_the_teachers_depth_across_wide_bin_gaps(depth):
+    """Adaptive bins crowd near the car and leave x2-x4 gaps far out: the default assignment must not
+    snap the teacher to a centre there (its expectation is the teacher's depth), the kernel does."""
+    c = torch.tensor([[[1.0, 2.0, 4.0, 4.2, 4.4, 4.6, 4.8, 5.0, 15.0, 60.0, 200.0]]])
+    d = torch.full((1, 1, 2, 3), depth)
+    q, log_q = teacher_bin_probs(d, c, 0.02)
+    assert torch.allclose(q.sum(2), torch.ones(())) and bool((q >= 0).all())
+    expect = (q * c[..., None, None]).sum(2)
+    assert torch.allclose(expect, d, rtol=1e-4)
+    assert torch.allclose(log_q.exp(), q, atol=1e-6)
+    kernel = (teacher_bin_probs(d, c, 0.02, "kernel")[0] * c[..., None, None]).sum(2)
+    if depth in (10.0, 20.0, 140.0):  # inside a wide gap, away from a centre
+        assert float((kernel / d - 1).abs().max()) > 0.2
+
+
+def test_teacher_bin_probs_over_dense_bins_spread_by_the_temperature():
+    c = torch.exp(torch.linspace(math.log(0.5), math.log(250.0), 64))[None, None]
+    gap = math.log(500.0) / 63  # log spacing of the bins
+    for tau in (0.005, 0.02, 0.08):
+        q, _ = teacher_bin_probs(torch.full((1, 1, 1, 1), 20.0), c, tau)
+        lc, w = torch.log(c[0, 0]), q[0, 0, :, 0, 0]
+        spread = float(torch.sqrt((w * (lc - (w * lc).sum()) ** 2).sum()))
+        # the kernel's std in log depth, widened by the interpolation between neighbours (~gap^2 / 6)
+        assert spread == pytest.approx(math.sqrt(tau / 2 + gap ** 2 / 6), rel=0.1)
+    with pytest.raises(ValueError, match="assignment"):
+        teacher_bin_probs(torch.ones(1, 1, 1, 1), c, 0.02, "nearest")
+
+
 # -- gradients through the real student -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def student_batch():

@@ -11,6 +11,7 @@ An image (view) without valid GT contributes 0 to the GT terms, never NaN.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -192,21 +193,53 @@ def downsample_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return torch.exp(F.adaptive_avg_pool2d(x, size)).reshape(b, v, *size)
 
 
-def teacher_bin_probs(teacher_depth: torch.Tensor, centres: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Soft assignment of teacher depth to the student's bins, q_k ∝ exp(-(log d - log c_k)^2 / tau).
+def teacher_bin_probs(teacher_depth: torch.Tensor, centres: torch.Tensor, tau: float,
+                      assignment: str = "interp") -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft assignment of teacher depth to the student's bins -> (q, log q) [B,V,N,h,w] (no grad).
 
-    teacher_depth [B,V,h,w] m, centres [B,V,N] m (both detached here) -> (q, log q) [B,V,N,h,w].
-    A Gaussian kernel in log depth: std sqrt(tau/2) is the assumed relative depth error.
+    teacher_depth [B,V,h,w] m, centres [B,V,N] m, increasing. The teacher's depth is taken as
+    log-normal with std sqrt(tau/2) in log depth (its assumed relative error) and mean d_t, and
+    - 'interp' (default): its mass is split between neighbouring centres by linear interpolation
+      in depth (each bin's share is the integral of the density against the bin's hat function,
+      closed form). The shares sum to 1 and sum_k q_k c_k = d_t exactly (clamped to [c_1, c_N])
+      whatever the bin spacing: adaptive bins crowd where the GT is (4-8 m on a roof lidar) and
+      leave gaps of x2-x4 further out, where a kernel would snap the teacher to a centre.
+      Over dense bins q is the smooth bump of the kernel, over a wide gap it is two-hot.
+    - 'kernel': q_k ∝ exp(-(log d - log c_k)^2 / tau), the plain Gaussian kernel at the centres
+      (quantises the teacher to the nearest centre where bins are sparse; kept for the ablation).
     """
     if teacher_depth.ndim != 4 or centres.ndim != 3 or teacher_depth.shape[:2] != centres.shape[:2]:
         raise ValueError(f"teacher_bin_probs needs depth [B,V,h,w] and centres [B,V,N], "
                          f"got {tuple(teacher_depth.shape)} and {tuple(centres.shape)}")
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
-    ld = torch.log(teacher_depth.detach().float().clamp_min(1e-6))[:, :, None]
-    lc = torch.log(centres.detach().float().clamp_min(1e-6))[..., None, None]
-    log_q = torch.log_softmax(-(ld - lc) ** 2 / tau, dim=2)
-    return log_q.exp(), log_q
+    if assignment not in ("interp", "kernel"):
+        raise ValueError(f"assignment must be 'interp' or 'kernel', got {assignment!r}")
+    if assignment == "kernel":
+        ld = torch.log(teacher_depth.detach().float().clamp_min(1e-6))[:, :, None]
+        lc = torch.log(centres.detach().float().clamp_min(1e-6))[..., None, None]
+        log_q = torch.log_softmax(-(ld - lc) ** 2 / tau, dim=2)
+        return log_q.exp(), log_q
+    # float64: the hat shares are differences of nearly equal integrals where bins are dense
+    d = teacher_depth.detach().double().clamp_min(1e-6)[:, :, None]  # [B,V,1,h,w]
+    c = centres.detach().double().clamp_min(1e-6)[..., None, None]  # [B,V,N,1,1]
+    sigma = math.sqrt(tau / 2)
+    mu = torch.log(d) - sigma ** 2 / 2  # log-normal with mean d
+    lo, hi = torch.log(c[:, :, :-1]), torch.log(c[:, :, 1:])  # each gap [c_k, c_k+1] in log depth
+    phi = torch.special.ndtr
+    mass = phi((hi - mu) / sigma) - phi((lo - mu) / sigma)  # P(c_k < D < c_k+1)
+    # E[(D - c_k)/(c_k+1 - c_k); gap] = (d/c_k * P'(gap) - P(gap)) / (c_k+1/c_k - 1), P' under the shifted density
+    shifted = phi((hi - mu) / sigma - sigma) - phi((lo - mu) / sigma - sigma)
+    upper = (d / c[:, :, :-1] * shifted - mass) / (c[:, :, 1:] / c[:, :, :-1] - 1).clamp_min(1e-12)
+    upper = torch.minimum(upper.clamp_min(0), mass)
+    q = torch.zeros(d.shape[0], d.shape[1], c.shape[2], d.shape[3], d.shape[4], dtype=torch.float64, device=d.device)
+    q[:, :, :-1] += mass - upper
+    q[:, :, 1:] += upper
+    q[:, :, :1] += phi((torch.log(c[:, :, :1]) - mu) / sigma)  # below the first centre: clamped to it
+    q[:, :, -1:] += phi((mu - torch.log(c[:, :, -1:])) / sigma)  # above the last
+    q = q / q.sum(dim=2, keepdim=True)
+    q = q.float()
+    return q, torch.log(q.clamp_min(1e-30))
 
 
 def _log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -245,7 +278,7 @@ def cross_interaction_kd(out: dict[str, torch.Tensor], teacher_rel: torch.Tensor
     if aligned is None:
         c = centres.detach()
         aligned = aligned_teacher(teacher_rel, depth, c, gt, cfg)
-    q, log_q = teacher_bin_probs(downsample_depth(aligned, (h4, w4)), centres, cfg.tau_bins)
+    q, log_q = teacher_bin_probs(downsample_depth(aligned, (h4, w4)), centres, cfg.tau_bins, cfg.bin_assignment)
     terms: dict[str, torch.Tensor] = {}
     if cfg.w_ci_kl > 0:
         terms["ci_kl"] = (q * (log_q - _log_probs(out))).sum(dim=2).mean()
@@ -267,7 +300,8 @@ class DistillConfig:
     pixel/row (<= log N, log M), the same order as a converged SILog, and ci_depth is a SILog like
     the supervised term. tau_bins 0.02: kernel std sqrt(tau/2) = 0.1 in log depth, about one bin of
     64 log-spaced bins over [0.5, 250] m and the affine-aligned error of Depth Anything on driving
-    scenes (~10 %). vr_temperature 0.1: the usual temperature of cosine-similarity relations
+    scenes (~10 %); bin_assignment 'interp' spreads that kernel onto the bins by linear
+    interpolation, exact in expectation (`teacher_bin_probs`). vr_temperature 0.1: the usual temperature of cosine-similarity relations
     (contrastive / pixel-relation KD). vr_samples 256 per strip (a 256x256 relation per pair).
     Chamfer in log depth (the head's bins are log-spaced; in metres far returns would dominate by
     ~1e4), 'metric' gives AdaBins' literal form. align_shape_from 'gt': the teacher's inverse-depth
@@ -286,6 +320,7 @@ class DistillConfig:
     chamfer_space: str = "log"
     chamfer_max_points: int = 4096  # GT depths per view in the chamfer (random subset beyond)
     tau_bins: float = 0.02
+    bin_assignment: str = "interp"  # teacher depth -> bin probabilities: 'interp' (exact in expectation) or 'kernel'
     vr_temperature: float = 0.1
     vr_samples: int = 256
     vr_patch: int = 3  # log-depth patch size of the teacher-depth relation descriptor (at h x w)
@@ -300,6 +335,8 @@ class DistillConfig:
         bad += [k for k in ("tau_bins", "vr_temperature") if getattr(self, k) <= 0]
         if not 0 <= self.silog_variance_focus <= 1:
             bad.append("silog_variance_focus")
+        if self.bin_assignment not in ("interp", "kernel"):
+            bad.append("bin_assignment")
         if self.chamfer_space not in ("log", "metric"):
             bad.append("chamfer_space")
         if self.vr_samples < 2 or self.vr_patch < 1 or self.vr_patch % 2 == 0:
