@@ -113,17 +113,30 @@ class SurroundCloud:
         return int(self.xyz.shape[0])
 
 
+OVERLAP_CHOICES = ("nearest_axis", "all")
+
+
 class CloudFuser:
     """Fuses N depth maps into one base_link cloud; the per-camera ray grids (rotated into
-    base_link) are cached, since they change only with the intrinsics or the image size."""
+    base_link) are cached, since they change only with the intrinsics or the image size.
 
-    def __init__(self, T_base_cam: np.ndarray, stride: int = 1):
+    overlap='nearest_axis' hands each point seen by two cameras to one of them: a point is kept
+    only if no other present camera sees it closer to that camera's optical axis. Neighbouring
+    monocular estimates never agree exactly, and both copies of a surface would show as a doubled
+    wall (a seam) in the cloud; the camera nearer its axis also sees the point with more context
+    and less distortion. 'all' keeps every camera's points.
+    """
+
+    def __init__(self, T_base_cam: np.ndarray, stride: int = 1, overlap: str = "nearest_axis"):
         self.T_base_cam = np.asarray(T_base_cam, dtype=np.float64)
         if self.T_base_cam.ndim != 3 or self.T_base_cam.shape[1:] != (4, 4):
             raise ValueError(f"T_base_cam must be [N,4,4], got {self.T_base_cam.shape}")
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
-        self.stride = int(stride)
+        if overlap not in OVERLAP_CHOICES:
+            raise ValueError(f"overlap must be one of {OVERLAP_CHOICES}, got {overlap!r}")
+        self.stride, self.overlap = int(stride), overlap
+        self._T_cam_base = np.stack([invert_transform(T) for T in self.T_base_cam]).astype(np.float32)
         self._key: bytes | None = None
         self._rays: np.ndarray | None = None
         self._origins = self.T_base_cam[:, :3, 3].astype(np.float32)
@@ -164,7 +177,28 @@ class CloudFuser:
         cam = np.nonzero(keep)[0]
         xyz = self._rays_base(K, h, w)[keep] * d[keep].astype(np.float32)[:, None] + self._origins[cam]
         rgb = images[:, ::s, ::s][keep] if images is not None else None
+        if self.overlap == "nearest_axis" and len(cam):
+            present = np.isfinite(depths).reshape(n, -1).any(axis=1)
+            own = self._nearest_axis_camera(xyz, K, h, w, present) == cam
+            xyz, cam, rgb = xyz[own], cam[own], rgb[own] if rgb is not None else None
         return SurroundCloud(xyz=xyz, camera=cam.astype(np.uint8), rgb=rgb)
+
+    def _nearest_axis_camera(self, xyz: np.ndarray, K: np.ndarray, h: int, w: int, present: np.ndarray) -> np.ndarray:
+        """[M] index of the present camera that sees each base_link point [M,3] at the smallest angle
+        to its optical axis (largest cos = z / |p| in that camera), inside its image."""
+        best_cos = np.full(len(xyz), -np.inf, dtype=np.float32)
+        best = np.zeros(len(xyz), dtype=np.int64)
+        for j in np.flatnonzero(present):
+            p = xyz @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
+            z = p[:, 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = K[j, 0, 0] * p[:, 0] / z + K[j, 0, 2]
+                v = K[j, 1, 1] * p[:, 1] / z + K[j, 1, 2]
+                cos = z / np.linalg.norm(p, axis=1)
+            seen = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+            better = seen & (cos > best_cos)
+            best_cos[better], best[better] = cos[better], j
+        return best
 
 
 def fuse_cloud(
@@ -177,14 +211,16 @@ def fuse_cloud(
     max_depth: float = 80.0,
     depth_std: np.ndarray | None = None,
     max_std_ratio: float | None = None,
+    overlap: str = "all",
 ) -> SurroundCloud:
     """Fuse N depth maps [N,H,W] (m) into one cloud in base_link (one-off form of CloudFuser).
 
     Keeps every `stride`-th pixel in both axes whose depth lies in [min_depth, max_depth]
     (NaN and inf are dropped, REP-118) and, when `max_std_ratio` is given, whose
     depth_std / depth is at most that ratio. `images` [N,H,W,3] uint8 colours the points.
+    overlap: 'all' (default here) or 'nearest_axis' (one camera per point, see CloudFuser).
     """
-    return CloudFuser(T_base_cam, stride)(depths, K, images, min_depth, max_depth, depth_std, max_std_ratio)
+    return CloudFuser(T_base_cam, stride, overlap)(depths, K, images, min_depth, max_depth, depth_std, max_std_ratio)
 
 
 def reproject_depth(

@@ -77,7 +77,8 @@ class SurroundDepthNode(Node):
         self.get_logger().info(f"backend {self.backend.name} ({self.backend.precision}), model {model}, "
                                f"input {self.backend.width}x{self.backend.height} x {self.backend.views} views")
         self.pipeline = SurroundDepthPipeline(self.backend, self.rig, p["min_depth"], p["max_depth"], p["cloud_stride"],
-                                              p["max_depth_std_ratio"], make_cloud=p["publish_cloud"])
+                                              p["max_depth_std_ratio"], make_cloud=p["publish_cloud"],
+                                              cloud_overlap=p["cloud_overlap"])
         self.consistency_rig = self.rig.resized(self.backend.width, self.backend.height).strided(CONSISTENCY_SUBSAMPLE)
         self.sync = SurroundSynchronizer(self.rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         self.health = NodeHealth(self.rig.names, self.backend.name, self.backend.precision, p["camera_timeout"])

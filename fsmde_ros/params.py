@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+from .geometry import OVERLAP_CHOICES
+
 BACKEND_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISION_CHOICES = ("fp16", "fp32")
 RELIABILITY_CHOICES = ("best_effort", "reliable")
@@ -77,6 +79,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_depth", 80.0, "[m] depth beyond this is published as NaN and left out of the cloud",
               min=0.1, max=1000.0),
     ParamSpec("cloud_stride", 4, "[px] keep every n-th pixel in both axes in ~/points", min=1, max=64),
+    ParamSpec("cloud_overlap", "nearest_axis", "where two cameras see the same point, nearest_axis keeps it only "
+              "from the camera that sees it closer to its optical axis (no doubled surfaces at the seams); all keeps both",
+              choices=OVERLAP_CHOICES),
     ParamSpec("max_depth_std_ratio", 0.0, "drop cloud points whose depth_std / depth exceeds this "
               "(0 = keep all)", min=0.0, max=10.0),
     ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link"),

@@ -47,7 +47,8 @@ class SurroundDepthPipeline:
     """Wraps a backend with the node's pre- and post-processing."""
 
     def __init__(self, backend: DepthBackend, rig: CameraRig, min_depth: float = 0.5, max_depth: float = 80.0,
-                 cloud_stride: int = 4, max_depth_std_ratio: float = 0.0, make_cloud: bool = True):
+                 cloud_stride: int = 4, max_depth_std_ratio: float = 0.0, make_cloud: bool = True,
+                 cloud_overlap: str = "nearest_axis"):
         if len(rig) != backend.views:
             raise ValueError(f"rig {rig.name!r} has {len(rig)} cameras but the model takes {backend.views} views")
         if not 0 <= min_depth < max_depth:
@@ -57,7 +58,7 @@ class SurroundDepthPipeline:
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.cloud_stride, self.max_depth_std_ratio = int(cloud_stride), float(max_depth_std_ratio)
         self.make_cloud = make_cloud
-        self.fuser = CloudFuser(rig.T_base_cam, self.cloud_stride)
+        self.fuser = CloudFuser(rig.T_base_cam, self.cloud_stride, cloud_overlap)
 
     def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> PreparedBatch:
         """images: per camera uint8 [H_i,W_i,3] RGB or None (absent); K: per camera [3,3] at that

@@ -244,7 +244,7 @@ def _wait_for_subscribers(pubs, topics, count, timeout, log) -> None:
 # -- process: offline bag -> bag ------------------------------------------------------------------------
 # The node's parameters that shape offline processing (the rest are about live topics and QoS).
 PROCESS_PARAMS = ("model", "backend", "precision", "engine_cache_dir", "threads", "slop", "queue_size",
-                  "camera_timeout", "allow_partial", "min_depth", "max_depth", "cloud_stride", "max_depth_std_ratio",
+                  "camera_timeout", "allow_partial", "min_depth", "max_depth", "cloud_stride", "cloud_overlap", "max_depth_std_ratio",
                   "publish_depth", "publish_std", "publish_cloud")
 PROCESS_BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
@@ -417,7 +417,8 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
         except Exception as exc:  # noqa: BLE001 - any backend failure at start is a configuration problem
             raise RuntimeError(f"cannot start backend {p['backend']!r} with {model}: {exc}") from None
         pipeline = SurroundDepthPipeline(backend, rig_obj, p["min_depth"], p["max_depth"], p["cloud_stride"],
-                                         p["max_depth_std_ratio"], make_cloud=p["publish_cloud"])
+                                         p["max_depth_std_ratio"], make_cloud=p["publish_cloud"],
+                                         cloud_overlap=p["cloud_overlap"])
         sync = SurroundSynchronizer(rig_obj.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         counts = [info.msgcount for t, info in reader.topics.items() if t in images]
         total = min(counts) if not p["allow_partial"] else max(counts)

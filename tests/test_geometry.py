@@ -59,6 +59,43 @@ def test_fuse_cloud_stride_bounds_and_uncertainty_filter(rig):
     assert np.isfinite(full.xyz).all() and full.xyz.dtype == np.float32
 
 
+def test_nearest_axis_overlap_hands_each_direction_to_one_camera(rig):
+    """Two cameras that disagree about a shared surface draw it twice ('all'); 'nearest_axis' keeps each
+    point from the camera that sees it nearer its optical axis, so the seam is a boundary, not a double wall."""
+    depths = np.stack([_ground_depth(c) for c in rig.cameras]).astype(np.float32)
+    depths[1] *= 1.3  # camera 1 overestimates: its ground lies below the others'
+    both = geometry.fuse_cloud(depths, rig.K, rig.T_base_cam, max_depth=60.0)
+    one = geometry.CloudFuser(rig.T_base_cam, overlap="nearest_axis")(depths, rig.K, max_depth=60.0)
+    assert 0 < len(one) < len(both)
+    for i, cam in enumerate(rig.cameras):  # every camera keeps the centre of its view
+        assert (one.camera == i).sum() > 0.3 * (both.camera == i).sum()
+    # each kept point is seen by no other camera nearer that camera's axis
+    for i, j in rig.neighbours:
+        for a, b in ((i, j), (j, i)):
+            pts = one.xyz[one.camera == a]
+            ca, cb = rig.cameras[a], rig.cameras[b]
+            pa = geometry.transform_points(geometry.invert_transform(ca.T_base_cam), pts)
+            pb = geometry.transform_points(geometry.invert_transform(cb.T_base_cam), pts)
+            uv, z = geometry.project(pb, cb.K)
+            seen = (z > 0) & geometry.in_image(uv, W, H)
+            cos_a = pa[:, 2] / np.linalg.norm(pa, axis=1)
+            cos_b = pb[:, 2] / np.linalg.norm(pb, axis=1)
+            assert np.all(cos_a[seen] >= cos_b[seen] - 1e-5)
+    # the doubled ground of the overlaps is gone: near camera 1's ground (z = 0 * 1.3 is not 0) fewer points
+    # of its neighbours' ground remain where camera 1 also drew it
+    off_ground = lambda c: np.abs(c.xyz[:, 2]) > 0.05  # noqa: E731 - camera 1's points, mis-scaled
+    assert off_ground(one).sum() < off_ground(both).sum()
+    # an absent camera (no depth at all) does not take directions away from its neighbours
+    depths[2] = np.nan
+    partial = geometry.CloudFuser(rig.T_base_cam, overlap="nearest_axis")(depths, rig.K, max_depth=60.0)
+    beside = [j if i == 2 else i for i, j in rig.neighbours if 2 in (i, j)]
+    assert beside and (partial.camera == 2).sum() == 0
+    for k in beside:  # its neighbours keep the overlap they had handed to it
+        assert (partial.camera == k).sum() > (one.camera == k).sum()
+    with pytest.raises(ValueError, match="overlap must be"):
+        geometry.CloudFuser(rig.T_base_cam, overlap="blend")
+
+
 def test_reprojected_depth_agrees_in_the_overlap(rig):
     depths = np.stack([_ground_depth(c) for c in rig.cameras]).astype(np.float32)
     ci, cj = rig.cameras[0], rig.cameras[1]
