@@ -80,6 +80,29 @@ def test_config_with_an_unknown_key_is_refused(tmp_path):
         TrainConfig.from_dict({**TINY, "distill": {"w_nonsense": 1.0}})
 
 
+def test_shipped_recipes_load_and_chain(tmp_path):
+    """The configs in config/distill/ are what the model card cites: they must stay loadable, and each
+    warm start must point at another recipe's output."""
+    recipes = {p.name: TrainConfig.load(p) for p in sorted((REPO / "config" / "distill").glob("*.yaml"))}
+    assert {"synthetic.yaml", "synthetic_supervised.yaml", "synthetic_distill.yaml"} <= set(recipes)
+    outputs = {f"{c.out_dir}/student.pt" for c in recipes.values()} | {"runs/ablation_3000/supervised/student.pt"}
+    for name, c in recipes.items():
+        assert c.init_checkpoint in (None, *outputs), f"{name}: warm start {c.init_checkpoint} is no recipe's output"
+    assert recipes["synthetic_distill.yaml"].distill == {}  # the bundled student: the full method
+
+
+def test_dense_gt_source_supervises_every_pixel_with_depth(tmp_path):
+    base = {**TINY, "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "run")}
+    lidar = Trainer(TrainConfig.from_dict(base))._batch(0)["gt"]
+    dense = Trainer(TrainConfig.from_dict({**base, "gt_source": "depth"}))._batch(0)["gt"]
+    assert torch.isfinite(dense).all()  # sky (inf) becomes 0 = no GT
+    assert (dense > 0).sum() > 2 * (lidar > 0).sum()  # (at 64x96 the 32 beams cover a third of the pixels)
+    both = (lidar > 0) & (dense > 0)
+    assert torch.allclose(lidar[both], dense[both], rtol=0.05)  # the lidar returns are samples of the same depth
+    with pytest.raises(ValueError, match="gt_source"):
+        TrainConfig.from_dict({**base, "gt_source": "radar"})
+
+
 def test_teach_then_distill_from_the_cached_teacher_then_eval(tmp_path):
     """The researcher's path: fsmde teach (a Depth Anything V2 from a local folder), fsmde distill
     reading that cache, fsmde export, fsmde eval writing JSON."""

@@ -59,6 +59,9 @@ class TrainConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     seed: int = 0
+    # supervision: "lidar_depth" (sparse returns, what real data has) or "depth" (the synthetic world's
+    # dense depth, sky = inf -> no GT): the dense-GT row is an upper bound on what any teacher can add
+    gt_source: str = "lidar_depth"
     log_every: int = 10
     ckpt_every: int = 200
     image_every: int = 200
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
         cfg = cls(**d)
         DistillConfig.from_dict(cfg.distill)  # fail fast on bad loss keys too
+        if cfg.gt_source not in ("lidar_depth", "depth"):
+            raise ValueError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
         return cfg
 
     @classmethod
@@ -177,7 +182,8 @@ class Trainer:
         batch = {
             "images": images,
             "focal_px": torch.stack([torch.from_numpy(it["K"][:, 0, 0]).float() for _, it in items]),
-            "gt": torch.stack([torch.from_numpy(it["lidar_depth"]).float() for _, it in items]),
+            "gt": torch.stack([torch.from_numpy(np.nan_to_num(it[self.cfg.gt_source], nan=0.0, posinf=0.0)).float()
+                               for _, it in items]),
             "rig": ds.rig,
         }
         for key in ("teacher", "teacher_features"):
