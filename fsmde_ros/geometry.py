@@ -114,6 +114,9 @@ class SurroundCloud:
 
 
 OVERLAP_CHOICES = ("nearest_axis", "all")
+# Depths [m] at which a camera's rays are tested against the other cameras' images once per rig and
+# image size, to find the pixels whose points another camera may claim (from the bumper to the horizon).
+HANDOVER_SAMPLE_DEPTHS_M = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 35.0, 60.0, 100.0, 200.0, 500.0)
 
 
 class CloudFuser:
@@ -137,6 +140,8 @@ class CloudFuser:
             raise ValueError(f"overlap must be one of {OVERLAP_CHOICES}, got {overlap!r}")
         self.stride, self.overlap = int(stride), overlap
         self._T_cam_base = np.stack([invert_transform(T) for T in self.T_base_cam]).astype(np.float32)
+        self._cos_axis: np.ndarray | None = None
+        self._rivals: list[list[tuple[int, np.ndarray]]] | None = None
         self._key: bytes | None = None
         self._rays: np.ndarray | None = None
         self._origins = self.T_base_cam[:, :3, 3].astype(np.float32)
@@ -149,8 +154,31 @@ class CloudFuser:
             cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
             rays = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones((len(K),) + u.shape)], axis=-1)
             self._rays = np.einsum("nij,nhwj->nhwi", self.T_base_cam[:, :3, :3], rays).astype(np.float32)
+            self._cos_axis = (1.0 / np.linalg.norm(rays, axis=-1)).astype(np.float32)  # [n,h',w'] angle to own axis
+            self._rivals = self._find_rivals(K, h, w) if self.overlap == "nearest_axis" else None
             self._key = key
         return self._rays
+
+    def _find_rivals(self, K: np.ndarray, h: int, w: int) -> list[list[tuple[int, np.ndarray]]]:
+        """Per camera i: [(j, mask [h',w'] bool)] for the cameras j that see some of i's strided rays
+        at any of HANDOVER_SAMPLE_DEPTHS_M (only those pixels are checked per frame)."""
+        n = len(K)
+        rivals: list[list[tuple[int, np.ndarray]]] = []
+        for i in range(n):
+            found = []
+            for j in range(n):
+                if j == i:
+                    continue
+                mask = np.zeros(self._rays.shape[1:3], dtype=bool)
+                for d in HANDOVER_SAMPLE_DEPTHS_M:
+                    p = (self._rays[i] * d + self._origins[i]) @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        uv = p[..., :2] / p[..., 2:] * np.diag(K[j])[:2] + K[j, :2, 2]
+                    mask |= (p[..., 2] > 0) & in_image(uv.reshape(-1, 2), w, h).reshape(mask.shape)
+                if mask.any():
+                    found.append((j, mask))
+            rivals.append(found)
+        return rivals
 
     def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
                  max_depth: float = 80.0, depth_std: np.ndarray | None = None,
@@ -179,26 +207,33 @@ class CloudFuser:
         rgb = images[:, ::s, ::s][keep] if images is not None else None
         if self.overlap == "nearest_axis" and len(cam):
             present = np.isfinite(depths).reshape(n, -1).any(axis=1)
-            own = self._nearest_axis_camera(xyz, K, h, w, present) == cam
+            own = self._keep_nearest_axis(xyz, cam, np.flatnonzero(keep), K, h, w, present)
             xyz, cam, rgb = xyz[own], cam[own], rgb[own] if rgb is not None else None
         return SurroundCloud(xyz=xyz, camera=cam.astype(np.uint8), rgb=rgb)
 
-    def _nearest_axis_camera(self, xyz: np.ndarray, K: np.ndarray, h: int, w: int, present: np.ndarray) -> np.ndarray:
-        """[M] index of the present camera that sees each base_link point [M,3] at the smallest angle
-        to its optical axis (largest cos = z / |p| in that camera), inside its image."""
-        best_cos = np.full(len(xyz), -np.inf, dtype=np.float32)
-        best = np.zeros(len(xyz), dtype=np.int64)
-        for j in np.flatnonzero(present):
-            p = xyz @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
-            z = p[:, 2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = K[j, 0, 0] * p[:, 0] / z + K[j, 0, 2]
-                v = K[j, 1, 1] * p[:, 1] / z + K[j, 1, 2]
-                cos = z / np.linalg.norm(p, axis=1)
-            seen = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-            better = seen & (cos > best_cos)
-            best_cos[better], best[better] = cos[better], j
-        return best
+    def _keep_nearest_axis(self, xyz: np.ndarray, cam: np.ndarray, flat: np.ndarray, K: np.ndarray, h: int, w: int,
+                           present: np.ndarray) -> np.ndarray:
+        """[M] bool: the points (base_link [M,3], from camera cam [M] sorted, at strided grid index flat [M])
+        that no other present camera sees inside its image at a smaller angle to its optical axis."""
+        keep = np.ones(len(xyz), dtype=bool)
+        cos_own = self._cos_axis.reshape(-1)[flat]
+        per_cam = self._rays.shape[1] * self._rays.shape[2]
+        bounds = np.searchsorted(cam, np.arange(len(K) + 1))
+        for i, rivals in enumerate(self._rivals):
+            lo, hi = bounds[i], bounds[i + 1]
+            for j, mask in rivals:
+                if not present[j] or lo == hi:
+                    continue
+                idx = lo + np.flatnonzero(mask.reshape(-1)[flat[lo:hi] - i * per_cam])
+                p = xyz[idx] @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
+                z = p[:, 2]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    u = K[j, 0, 0] * p[:, 0] / z + K[j, 0, 2]
+                    v = K[j, 1, 1] * p[:, 1] / z + K[j, 1, 2]
+                    cos = z / np.sqrt(np.einsum("ij,ij->i", p, p))
+                seen = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+                keep[idx[seen & (cos > cos_own[idx])]] = False
+        return keep
 
 
 def fuse_cloud(
