@@ -161,24 +161,40 @@ class CloudFuser:
 
     def _find_rivals(self, K: np.ndarray, h: int, w: int) -> list[list[tuple[int, np.ndarray]]]:
         """Per camera i: [(j, mask [h',w'] bool)] for the cameras j that see some of i's strided rays
-        at any of HANDOVER_SAMPLE_DEPTHS_M (only those pixels are checked per frame)."""
+        at any of HANDOVER_SAMPLE_DEPTHS_M (only those pixels are checked per frame). Pairs are
+        screened on a sparse set of rays first: most cameras of a ring never see each other."""
+        depths = np.asarray(HANDOVER_SAMPLE_DEPTHS_M, dtype=np.float32)[:, None, None]
         n = len(K)
+
+        def seen_by(rays: np.ndarray, i: int, j: int) -> np.ndarray:
+            pts = rays.reshape(1, -1, 3) * depths + self._origins[i]  # [D,P,3] base_link
+            p = pts @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = K[j, 0, 0] * p[..., 0] / p[..., 2] + K[j, 0, 2]
+                v = K[j, 1, 1] * p[..., 1] / p[..., 2] + K[j, 1, 2]
+            hit = (p[..., 2] > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+            return hit.any(axis=0).reshape(rays.shape[:-1])
+
+        # screening rays: every k-th (about 8 px apart in the image) plus the whole border, where
+        # every overlap of a ring of cameras begins
+        k = max(1, 8 // self.stride)
+        screen = [np.concatenate([r[::k, ::k].reshape(-1, 3), r[[0, -1]].reshape(-1, 3), r[:, [0, -1]].reshape(-1, 3)])
+                  for r in self._rays]
         rivals: list[list[tuple[int, np.ndarray]]] = []
         for i in range(n):
             found = []
             for j in range(n):
-                if j == i:
-                    continue
-                mask = np.zeros(self._rays.shape[1:3], dtype=bool)
-                for d in HANDOVER_SAMPLE_DEPTHS_M:
-                    p = (self._rays[i] * d + self._origins[i]) @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        uv = p[..., :2] / p[..., 2:] * np.diag(K[j])[:2] + K[j, :2, 2]
-                    mask |= (p[..., 2] > 0) & in_image(uv.reshape(-1, 2), w, h).reshape(mask.shape)
-                if mask.any():
-                    found.append((j, mask))
+                if j != i and seen_by(screen[i], i, j).any():
+                    mask = seen_by(self._rays[i], i, j)
+                    if mask.any():
+                        found.append((j, mask))
             rivals.append(found)
         return rivals
+
+    def prepare(self, K: np.ndarray, h: int, w: int) -> None:
+        """Compute the per-rig caches for intrinsics K [N,3,3] at h x w now (e.g. at start-up) instead of
+        on the first frame."""
+        self._rays_base(np.asarray(K, dtype=np.float64), h, w)
 
     def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
                  max_depth: float = 80.0, depth_std: np.ndarray | None = None,

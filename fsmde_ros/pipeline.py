@@ -59,6 +59,8 @@ class SurroundDepthPipeline:
         self.cloud_stride, self.max_depth_std_ratio = int(cloud_stride), float(max_depth_std_ratio)
         self.make_cloud = make_cloud
         self.fuser = CloudFuser(rig.T_base_cam, self.cloud_stride, cloud_overlap)
+        if make_cloud:  # the rig's own intrinsics at the model size: what a set carries unless CameraInfo differs
+            self.fuser.prepare(rig.resized(self.width, self.height).K, self.height, self.width)
 
     def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> PreparedBatch:
         """images: per camera uint8 [H_i,W_i,3] RGB or None (absent); K: per camera [3,3] at that
