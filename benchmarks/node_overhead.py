@@ -57,7 +57,7 @@ class BareBackend:
 
 
 def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, seconds: float, windows: int,
-                 bare: BareBackend) -> dict:
+                 bare: BareBackend, node_params: list[str] | None = None) -> dict:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
@@ -68,7 +68,8 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
 
     rig = load_rig(rig_name)
     node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.node", "--ros-args", "-p", f"rig:={rig_name}",
-                                  "-p", f"model:={model}", "-p", "publish_rig_tf:=false"], cwd=REPO,
+                                  "-p", f"model:={model}", "-p", "publish_rig_tf:=false",
+                                  *[a for p in node_params or [] for a in ("-p", p.replace("=", ":=", 1))]], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node("node_overhead_bench")
@@ -150,6 +151,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds of each of node and bare")
     ap.add_argument("--in-flight", type=int, default=2, help="unanswered sets allowed (2 keeps the node busy)")
     ap.add_argument("--windows", type=int, default=4, help="alternating node / bare windows")
+    ap.add_argument("--node-param", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="extra node parameters, e.g. cloud_overlap=all")
     args = ap.parse_args()
     from fsmde_ros.data.synthetic import SyntheticSurround
 
@@ -159,9 +162,11 @@ def main() -> None:
         model = Path(tmp) / "student.onnx"
         export_student(model, args.rig, args.height, args.width)
         bare_backend = BareBackend(model, frame["images"], focal)
-        result = node_vs_bare(model, args.rig, frame, args.in_flight, args.seconds, args.windows, bare_backend)
+        result = node_vs_bare(model, args.rig, frame, args.in_flight, args.seconds, args.windows, bare_backend,
+                              args.node_param)
         bare, name = bare_backend.sets / bare_backend.seconds, bare_backend.backend.name
-    print(f"# {args.rig} rig, 6 x {args.height}x{args.width}, {name}, untrained fsmde_mnv3l student")
+    print(f"# {args.rig} rig, 6 x {args.height}x{args.width}, {name}, untrained fsmde_mnv3l student"
+          + (f"; node parameters {' '.join(args.node_param)}" if args.node_param else ""))
     print("| path | sets/s | latency mean [ms] | latency p99 [ms] |")
     print("|---|---:|---:|---:|")
     print(f"| bare backend (same process, no ROS) | {bare:.2f} | {1e3 / bare:.1f} | |")

@@ -222,7 +222,7 @@ class CloudFuser:
         xyz = self._rays_base(K, h, w)[keep] * d[keep].astype(np.float32)[:, None] + self._origins[cam]
         rgb = images[:, ::s, ::s][keep] if images is not None else None
         if self.overlap == "nearest_axis" and len(cam):
-            present = np.isfinite(depths).reshape(n, -1).any(axis=1)
+            present = keep.reshape(n, -1).any(axis=1)  # a camera without points (absent, or all out of range) claims none
             own = self._keep_nearest_axis(xyz, cam, np.flatnonzero(keep), K, h, w, present)
             xyz, cam, rgb = xyz[own], cam[own], rgb[own] if rgb is not None else None
         return SurroundCloud(xyz=xyz, camera=cam.astype(np.uint8), rgb=rgb)
@@ -232,7 +232,7 @@ class CloudFuser:
         """[M] bool: the points (base_link [M,3], from camera cam [M] sorted, at strided grid index flat [M])
         that no other present camera sees inside its image at a smaller angle to its optical axis."""
         keep = np.ones(len(xyz), dtype=bool)
-        cos_own = self._cos_axis.reshape(-1)[flat]
+        cos_axis = self._cos_axis.reshape(-1)
         per_cam = self._rays.shape[1] * self._rays.shape[2]
         bounds = np.searchsorted(cam, np.arange(len(K) + 1))
         for i, rivals in enumerate(self._rivals):
@@ -248,7 +248,7 @@ class CloudFuser:
                     v = K[j, 1, 1] * p[:, 1] / z + K[j, 1, 2]
                     cos = z / np.sqrt(np.einsum("ij,ij->i", p, p))
                 seen = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-                keep[idx[seen & (cos > cos_own[idx])]] = False
+                keep[idx[seen & (cos > cos_axis[flat[idx]])]] = False
         return keep
 
 
