@@ -216,7 +216,8 @@ def test_process_writes_the_backends_depth_for_every_set(sequence, oracle_bag, t
             np.testing.assert_allclose(want[c][valid], gt[valid], atol=1e-3)
         ns, cloud = msgs["/surround_depth/points"][f]
         assert cloud.header.frame_id == "base_link" and ns == bm.stamp_to_ns(item["stamps"][-1])
-        expect = fuse_cloud(want, item["K"], item["T_base_cam"], stride=2, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH)
+        expect = fuse_cloud(want, item["K"], item["T_base_cam"], stride=2, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH,
+                            overlap="nearest_axis")  # the node's default cloud_overlap
         assert len(bm.cloud_array(cloud)) == len(expect)
     assert len(msgs["/tf_static"]) == 1 and len(msgs["/tf"]) == FRAMES
     diags = [a for _, a in msgs["/diagnostics"]]
