@@ -168,12 +168,8 @@ class CloudFuser:
 
         def seen_by(rays: np.ndarray, i: int, j: int) -> np.ndarray:
             pts = rays.reshape(1, -1, 3) * depths + self._origins[i]  # [D,P,3] base_link
-            p = pts @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u = K[j, 0, 0] * p[..., 0] / p[..., 2] + K[j, 0, 2]
-                v = K[j, 1, 1] * p[..., 1] / p[..., 2] + K[j, 1, 2]
-            hit = (p[..., 2] > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-            return hit.any(axis=0).reshape(rays.shape[:-1])
+            uv, z = project(pts @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3], K[j])
+            return ((z > 0) & in_image(uv, w, h)).any(axis=0).reshape(rays.shape[:-1])
 
         # screening rays: every k-th (about 8 px apart in the image) plus the whole border, where
         # every overlap of a ring of cameras begins
@@ -242,12 +238,9 @@ class CloudFuser:
                     continue
                 idx = lo + np.flatnonzero(mask.reshape(-1)[flat[lo:hi] - i * per_cam])
                 p = xyz[idx] @ self._T_cam_base[j, :3, :3].T + self._T_cam_base[j, :3, 3]
-                z = p[:, 2]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    u = K[j, 0, 0] * p[:, 0] / z + K[j, 0, 2]
-                    v = K[j, 1, 1] * p[:, 1] / z + K[j, 1, 2]
-                    cos = z / np.sqrt(np.einsum("ij,ij->i", p, p))
-                seen = (z > 0) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+                uv, z = project(p, K[j])
+                seen = (z > 0) & in_image(uv, w, h)
+                cos = z / np.sqrt(np.einsum("ij,ij->i", p, p))
                 keep[idx[seen & (cos > cos_axis[flat[idx]])]] = False
         return keep
 
