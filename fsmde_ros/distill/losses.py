@@ -301,8 +301,8 @@ class DistillConfig:
     the supervised term. tau_bins 0.02: kernel std sqrt(tau/2) = 0.1 in log depth, about one bin of
     64 log-spaced bins over [0.5, 250] m and the affine-aligned error of Depth Anything on driving
     scenes (~10 %); bin_assignment 'interp' spreads that kernel onto the bins by linear
-    interpolation, exact in expectation (`teacher_bin_probs`). vr_temperature 0.1: the usual temperature of cosine-similarity relations
-    (contrastive / pixel-relation KD). vr_samples 256 per strip (a 256x256 relation per pair).
+    interpolation, exact in expectation (`teacher_bin_probs`). vr_temperature 0.1: the usual
+    temperature of cosine-similarity relations (contrastive / pixel-relation KD). vr_samples 256 per strip (a 256x256 relation per pair).
     Chamfer in log depth (the head's bins are log-spaced; in metres far returns would dominate by
     ~1e4), 'metric' gives AdaBins' literal form. align_shape_from 'gt': the teacher's inverse-depth
     affine map is fitted to the lidar GT of the image and only its scale is taken from the student
