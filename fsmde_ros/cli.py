@@ -110,6 +110,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         print(f"[eval] wrote {write_results(results, args.json)}")
+    if args.plot:
+        import cv2
+
+        from .figures import sparsification_figure
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        picture = sparsification_figure([(f"{results['rig']} ({results['gt']} GT)", results["uncertainty"])])
+        cv2.imwrite(str(args.plot), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        print(f"[eval] wrote {args.plot}")
     return 0
 
 
@@ -198,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dense-gt", action="store_true", help="score against dense depth (synthetic only) instead of lidar")
     ev.add_argument("--limit", type=int, help="evaluate the first N sets only")
     ev.add_argument("--json", type=Path, help="write the results as JSON")
+    ev.add_argument("--plot", type=Path, help="write the sparsification curves (uncertainty vs error) as a PNG")
     ev.add_argument("--cache-dir", default="~/.cache/fsmde_ros/datasets", help="rendered-dataset cache")
     _add_size(ev)
     ev.set_defaults(func=_cmd_eval)

@@ -133,3 +133,43 @@ def latency_figure(latency_ms: Sequence[float], width: int = 900, height: int = 
     cv2.putText(img, "set", (width // 2, height - 10), FONT, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.putText(img, "ms", (8, top - 8), FONT, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
     return img
+
+
+def sparsification_figure(curves: Sequence[tuple[str, dict]], width: int = 640, height: int = 400,
+                          title: str = "sparsification of abs_rel, pixels ranked by depth_std / depth") -> np.ndarray:
+    """Sparsification curves (Poggi et al.): per entry (label, `SparsificationAccumulator.result()`), the
+    model's curve (solid) and the oracle's (dashed) in one colour, the random ranking at 1, and AUSE/AURG."""
+    img = np.full((height, width, 3), 250, np.uint8)
+    left, right, top, bottom = 60, 20, 34, 44
+    w, h = width - left - right, height - top - bottom
+    cv2.putText(img, title, (left, 22), FONT, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+    top_y = max([1.05] + [max(r["curve"]["model"]) * 1.05 for _, r in curves])
+
+    def px(f, y):
+        return int(left + f / 0.98 * w), int(top + h - min(y, top_y) / top_y * h)
+
+    for k in range(6):
+        y = top_y * k / 5
+        cv2.line(img, px(0, y), px(0.98, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{y:.1f}", (14, px(0, y)[1] + 4), FONT, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+    for f in (0.0, 0.25, 0.5, 0.75):
+        cv2.putText(img, f"{f:.2f}", (px(f, 0)[0] - 12, top + h + 16), FONT, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, "fraction of pixels removed (most uncertain first)", (left + 80, height - 8), FONT, 0.45,
+                (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.line(img, px(0, 1.0), px(0.98, 1.0), (150, 150, 150), 1, cv2.LINE_AA)
+    cv2.putText(img, "random", (px(0.85, 1.0)[0], px(0, 1.0)[1] - 6), FONT, 0.4, (120, 120, 120), 1, cv2.LINE_AA)
+    for n, (label, res) in enumerate(curves):
+        colour = tuple(int(c) for c in CAMERA_COLOURS[(n * 4) % len(CAMERA_COLOURS)])
+        fr = res["curve"]["fractions"]
+        for key, dashed in (("model", False), ("oracle", True)):
+            pts = np.array([px(f, y) for f, y in zip(fr, res["curve"][key])], np.int32)
+            if dashed:
+                for a in range(0, len(pts) - 1, 2):
+                    cv2.line(img, tuple(pts[a]), tuple(pts[a + 1]), colour, 1, cv2.LINE_AA)
+            else:
+                cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+        cv2.putText(img, f"{label}: AUSE {res['ause']:.3f} (random {res['ause_random']:.3f}), AURG {res['aurg']:.3f}",
+                    (left + 10, top + 18 + 18 * n), FONT, 0.45, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, "solid: model, dashed: oracle (largest errors first)", (left + 10, top + h - 8), FONT, 0.4,
+                (90, 90, 90), 1, cv2.LINE_AA)
+    return img

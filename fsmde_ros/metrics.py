@@ -168,3 +168,86 @@ def cross_view_consistency(depths: np.ndarray, rig, max_depth: float = 80.0) -> 
         "rel": float(np.mean([p["rel"] for p in measured])) if measured else float("nan"),
         "pairs": pairs,
     }
+
+
+# Sparsification protocol (Poggi et al., CVPR 2020): fractions of an image's pixels removed, most
+# uncertain first, 0, 2 %, ..., 98 %; curves are normalised by the image's error with nothing removed.
+SPARSIFICATION_FRACTIONS = np.arange(50) / 50.0
+SPEARMAN_PIXELS_PER_IMAGE = 2000  # lidar pixels per image kept for the pooled rank correlation
+
+
+def _remaining_mean(err_sorted: np.ndarray) -> np.ndarray:
+    """Mean error after removing each fraction of the pixels from the end of err_sorted [P]."""
+    keep = np.maximum(1, np.round(len(err_sorted) * (1.0 - SPARSIFICATION_FRACTIONS)).astype(np.int64))
+    return np.cumsum(err_sorted)[keep - 1] / keep
+
+
+def sparsification_curves(err: np.ndarray, uncertainty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(model, oracle) curves [len(SPARSIFICATION_FRACTIONS)] of one image's per-pixel errors err [P]:
+    the mean error of the pixels left after removing the most uncertain (model) or the largest-error
+    (oracle) fraction, normalised by the mean error of all pixels (a random ranking's expected curve is 1)."""
+    err, uncertainty = np.asarray(err, np.float64), np.asarray(uncertainty, np.float64)
+    if err.shape != uncertainty.shape or err.ndim != 1 or len(err) == 0:
+        raise ValueError(f"err and uncertainty must be non-empty [P] of the same size, got {err.shape}, {uncertainty.shape}")
+    base = max(float(err.mean()), 1e-12)
+    model = _remaining_mean(err[np.argsort(uncertainty, kind="stable")]) / base
+    oracle = _remaining_mean(np.sort(err)) / base
+    return model, oracle
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    r = np.empty(len(x))
+    r[np.argsort(x, kind="stable")] = np.arange(len(x))
+    return r
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two samples [P] (ties broken by order; NaN for fewer than 3 values)."""
+    if len(a) < 3:
+        return float("nan")
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / max(np.sqrt((ra * ra).sum() * (rb * rb).sum()), 1e-12))
+
+
+class SparsificationAccumulator:
+    """Does the model's uncertainty rank its errors? Per image: sparsification curves of abs_rel with
+    pixels ranked by depth_std / depth; over the dataset: AUSE (area between the model's and the
+    oracle's curve), the same for a random ranking, AURG (area between random and model: > 0 is
+    better than random) and Spearman(std/depth, abs_rel) pooled over a sample of every image's pixels."""
+
+    def __init__(self, min_depth: float = MIN_DEPTH_M, max_depth: float = 80.0, seed: int = 0):
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self._model, self._oracle, self._unc, self._err = [], [], [], []
+        self._rng = np.random.default_rng(seed)
+
+    def update(self, pred: np.ndarray, std: np.ndarray, gt: np.ndarray) -> None:
+        """Add images: pred, std, gt [N,H,W] (or [H,W]) metres; only pixels with valid GT count."""
+        pred, std, gt = (np.asarray(a, np.float64) for a in (pred, std, gt))
+        if not pred.shape == std.shape == gt.shape:
+            raise ValueError(f"pred, std and gt shapes differ: {pred.shape}, {std.shape}, {gt.shape}")
+        for p, s, g in zip(*(a.reshape(-1, *a.shape[-2:]) for a in (pred, std, gt))):
+            with np.errstate(invalid="ignore"):
+                ok = np.isfinite(g) & (g > self.min_depth) & (g < self.max_depth) & np.isfinite(p) & np.isfinite(s)
+            if ok.sum() < 2:
+                continue
+            pc = np.clip(p[ok], self.min_depth, self.max_depth)
+            err, unc = np.abs(pc - g[ok]) / g[ok], s[ok] / pc
+            model, oracle = sparsification_curves(err, unc)
+            self._model.append(model)
+            self._oracle.append(oracle)
+            pick = self._rng.permutation(len(err))[:SPEARMAN_PIXELS_PER_IMAGE]
+            self._unc.append(unc[pick])
+            self._err.append(err[pick])
+
+    def result(self) -> dict:
+        """ause, ause_random, aurg, spearman and the mean curves (fractions, model, oracle, random)."""
+        if not self._model:
+            raise ValueError("no image with valid ground truth was added")
+        model, oracle = np.mean(self._model, axis=0), np.mean(self._oracle, axis=0)
+        f = SPARSIFICATION_FRACTIONS
+        area = lambda y: float(np.trapz(y, f))  # noqa: E731  (np.trapz: numpy < 2)
+        return {"ause": area(model - oracle), "ause_random": area(1.0 - oracle), "aurg": area(1.0 - model),
+                "spearman": spearman(np.concatenate(self._unc), np.concatenate(self._err)), "images": len(self._model),
+                "curve": {"fractions": f.tolist(), "model": model.tolist(), "oracle": oracle.tolist(),
+                          "random": np.ones_like(f).tolist()}}

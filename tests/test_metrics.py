@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from fsmde_ros.metrics import DepthMetricAccumulator, compute_depth_metrics, cross_view_consistency
+from fsmde_ros.metrics import (DepthMetricAccumulator, SparsificationAccumulator, compute_depth_metrics, cross_view_consistency,
+                               sparsification_curves, spearman)
 from fsmde_ros.rig import load_rig
 from tests.test_geometry import _ground_depth
 
@@ -88,3 +89,48 @@ def test_cross_view_consistency_is_zero_for_true_depth_and_sees_a_wrong_camera()
     assert worse["pairs"]["CAM_BACK_RIGHT-CAM_BACK"]["rel"] < 0.03
     # a full-resolution rig is resized to the depth resolution automatically
     assert cross_view_consistency(depths, load_rig("nuscenes"))["rel"] == pytest.approx(good["rel"])
+
+
+# -- uncertainty: the sparsification protocol ------------------------------------------------------
+def _noisy(seed=0, shape=(3, 40, 60)):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(2.0, 60.0, shape)
+    sigma = rng.uniform(0.01, 0.4, shape)  # each pixel's true relative error scale
+    return rng, gt, gt * np.exp(sigma * rng.normal(size=shape)), sigma
+
+
+def test_an_uncertainty_that_knows_the_errors_beats_a_random_one():
+    rng, gt, pred, sigma = _noisy()
+    informed = SparsificationAccumulator(max_depth=80.0)
+    informed.update(pred, sigma * pred, gt)
+    random = SparsificationAccumulator(max_depth=80.0)
+    random.update(pred, rng.uniform(size=gt.shape) * pred, gt)
+    a, b = informed.result(), random.result()
+    assert a["ause_random"] == pytest.approx(b["ause_random"])  # the oracle depends on the errors only
+    assert a["ause"] < 0.6 * a["ause_random"] and a["aurg"] > 0.2 and a["spearman"] > 0.4
+    assert b["ause"] == pytest.approx(b["ause_random"], abs=0.05) and abs(b["aurg"]) < 0.05 and abs(b["spearman"]) < 0.1
+    assert a["images"] == 3 and len(a["curve"]["model"]) == len(a["curve"]["fractions"])
+
+
+def test_sparsification_curves_of_a_perfect_and_an_inverted_ranking():
+    err = np.array([0.5, 0.1, 0.3, 0.05, 0.2])
+    model, oracle = sparsification_curves(err, err)  # ranked by the error itself: the oracle
+    np.testing.assert_allclose(model, oracle)
+    assert model[0] == pytest.approx(1.0) and np.all(np.diff(oracle) <= 1e-12)
+    inverted, _ = sparsification_curves(err, -err)  # most certain where it is most wrong
+    assert inverted[-1] > 1.0
+    assert spearman(err, err) == pytest.approx(1.0) and spearman(err, -err) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="same size"):
+        sparsification_curves(err, err[:3])
+
+
+def test_sparsification_counts_only_valid_gt():
+    _, gt, pred, sigma = _noisy(1, (1, 20, 30))
+    gt[0, :10] = 0.0  # no return
+    acc = SparsificationAccumulator(max_depth=80.0)
+    acc.update(pred, sigma * pred, gt)
+    full = SparsificationAccumulator(max_depth=80.0)
+    full.update(pred[:, 10:], (sigma * pred)[:, 10:], gt[:, 10:])
+    assert acc.result()["ause"] == pytest.approx(full.result()["ause"])
+    with pytest.raises(ValueError, match="no image"):
+        SparsificationAccumulator().result()

@@ -3,7 +3,8 @@
 The student runs through the same backends as the node (ONNX model or checkpoint), on the
 dataset's images at the model's resolution; GT is the sparse lidar depth (the surround-depth
 protocol) or, with dense_gt, the synthetic world's dense depth. Metric (no scaling) and
-scale-aligned (per-image median scaling) results are reported separately.
+scale-aligned (per-image median scaling) results are reported separately, and the model's
+uncertainty by the sparsification protocol (abs_rel, pixels ranked by depth_std / depth).
 """
 from __future__ import annotations
 
@@ -13,12 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import MAX_DEPTH_M, MIN_DEPTH_M, DepthMetricAccumulator, METRIC_KEYS, cross_view_consistency
+from ..metrics import (MAX_DEPTH_M, MIN_DEPTH_M, DepthMetricAccumulator, METRIC_KEYS, SparsificationAccumulator,
+                       cross_view_consistency)
 from ..runtime.base import DepthBackend
-
-# Evaluation resolutions of SurroundDepth's protocol (H, W).
-PROTOCOL_SIZE = {"ddad": (384, 640), "nuscenes": (352, 640)}
-
 
 def evaluate(backend: DepthBackend, dataset, max_depth: float | None = None, min_depth: float = MIN_DEPTH_M,
              dense_gt: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -29,20 +27,22 @@ def evaluate(backend: DepthBackend, dataset, max_depth: float | None = None, min
     max_depth = max_depth or MAX_DEPTH_M.get(rig.name, 80.0)
     metric = DepthMetricAccumulator(rig.names, min_depth, max_depth)
     scaled = DepthMetricAccumulator(rig.names, min_depth, max_depth, median_scaling=True)
+    sparsification = SparsificationAccumulator(min_depth, max_depth)
     consistency = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     for i in tqdm(range(n), desc=f"eval {rig.name}", unit="set", disable=not progress):
         item = dataset[i]
-        depth, _ = backend.infer(item["images"], item["K"][:, 0, 0].astype(np.float32))
+        depth, std = backend.infer(item["images"], item["K"][:, 0, 0].astype(np.float32))
         gt = item["depth"] if dense_gt else item["lidar_depth"]
         metric.update(depth, gt)
         scaled.update(depth, gt)
+        sparsification.update(depth, std, gt)
         consistency.append(cross_view_consistency(depth, rig, max_depth=max_depth))
     pairs = [p for c in consistency for p in c["pairs"].values() if p["pixels"]]
     return {
         "rig": rig.name, "sets": n, "backend": backend.name, "min_depth": min_depth, "max_depth": max_depth,
         "gt": "dense" if dense_gt else "lidar",
-        "metric": metric.result(), "median_scaled": scaled.result(),
+        "metric": metric.result(), "median_scaled": scaled.result(), "uncertainty": sparsification.result(),
         "consistency": {"abs_m": float(np.mean([p["abs_m"] for p in pairs])) if pairs else float("nan"),
                         "rel": float(np.mean([p["rel"] for p in pairs])) if pairs else float("nan")},
     }
@@ -60,6 +60,11 @@ def format_table(results: dict[str, Any]) -> str:
         rows.append(f"| **mean** | {scaling} | " + " | ".join(f"**{res[k]:.3f}**" for k in METRIC_KEYS) + " |")
     c = results["consistency"]
     rows.append(f"\ncross-view consistency (median disagreement in overlaps): {c['abs_m']:.3f} m, {c['rel']:.3f} relative")
+    u = results.get("uncertainty")
+    if u:
+        rows.append(f"uncertainty (abs_rel sparsification, pixels ranked by depth_std/depth): AUSE {u['ause']:.3f} "
+                    f"(random ranking {u['ause_random']:.3f}), AURG {u['aurg']:.3f}, "
+                    f"Spearman(std/depth, abs_rel) {u['spearman']:.3f}")
     return "\n".join(rows)
 
 
