@@ -10,6 +10,7 @@ import pytest
 from fsmde_ros import viz
 from fsmde_ros.data.raycast import AzimuthCuller, CameraCuller, cast
 from fsmde_ros.data.scene import box_scene
+from fsmde_ros.data.simulated_teacher import FEATURE_DIM, feature_grid
 from fsmde_ros.data.synthetic import (LIDAR_MAX_RANGE_M, LIDAR_XYZ_M, WORLD_RADIUS_M, SyntheticSurround,
                                       lidar_directions, project_lidar, render_view, write_synthetic_sequence)
 from fsmde_ros.geometry import camera_rays
@@ -111,6 +112,7 @@ def test_item_shapes_dtypes_and_render_time(ddad_ds, frames):
     assert item["images"].shape == (N_CAMERAS, H, W, 3) and item["images"].dtype == np.uint8
     for key in ("depth", "lidar_depth", "teacher"):
         assert item[key].shape == (N_CAMERAS, H, W) and item[key].dtype == np.float32, key
+    assert item["teacher_features"].shape[:2] == (N_CAMERAS, FEATURE_DIM)
     assert item["K"].shape == (N_CAMERAS, 3, 3) and item["T_base_cam"].shape == (N_CAMERAS, 4, 4)
     assert item["T_world_base"].shape == (4, 4)
     np.testing.assert_allclose(item["K"], load_rig("ddad").resized(W, H).K)
@@ -203,6 +205,38 @@ def test_adjacent_cameras_see_the_same_surfaces(ddad_ds, frames):
         assert agree.sum() > 200, (i, j)
         agree_total, n_total = agree_total + agree.sum(), n_total + len(z)
     assert agree_total / n_total > 0.8  # the rest: surfaces occluded from the other camera's position
+
+
+def test_teacher_features_describe_a_surface_alike_in_adjacent_views(ddad_ds, frames):
+    """What view-relational KD transfers: the same surface seen by two cameras has similar teacher
+    features (despite each view's own errors), other surfaces do not."""
+    item = frames[0]
+    f = item["teacher_features"]
+    gh, gw = feature_grid(H, W)
+    assert f.shape == (N_CAMERAS, FEATURE_DIM, gh, gw) and f.dtype == np.float32 and gw == 37  # 518 px / 14 px patches
+    rng = np.random.default_rng(0)
+    same, other = [], []
+    for i, j in ddad_ds.rig.neighbours:
+        T_ji = np.linalg.inv(item["T_base_cam"][j]) @ item["T_base_cam"][i]
+        v, u = np.nonzero(np.isfinite(item["depth"][i]))
+        keep = u >= int(0.85 * W)
+        v, u = v[keep], u[keep]
+        z = item["depth"][i][v, u].astype(np.float64)
+        pts = (np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(item["K"][i]).T * z[:, None]) @ T_ji[:3, :3].T + T_ji[:3, 3]
+        uvw = pts @ item["K"][j].T
+        uu, vv = np.rint(uvw[:, 0] / uvw[:, 2]).astype(int), np.rint(uvw[:, 1] / uvw[:, 2]).astype(int)
+        ok = (pts[:, 2] > 0.1) & (uu >= 0) & (uu < W) & (vv >= 0) & (vv < H)
+        a = f[i][:, v[ok] * gh // H, u[ok] * gw // W].T
+        b = f[j][:, vv[ok] * gh // H, uu[ok] * gw // W].T
+        r = f[j][:, rng.integers(0, gh, ok.sum()), rng.integers(0, gw, ok.sum())].T
+        cos = lambda x, y: (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))  # noqa: E731
+        same.append(cos(a, b))
+        other.append(cos(a, r))
+    same, other = np.concatenate(same), np.concatenate(other)
+    assert np.mean(same) > np.mean(other) + 0.2, (np.mean(same), np.mean(other))
+    again = SyntheticSurround("ddad", seed=0, height=H, width=W, frames=5)[0]["teacher_features"]
+    assert np.array_equal(again, f)  # deterministic by seed, like the teacher's depth
+    assert not np.allclose(f[0], f[1], atol=0.05)  # and each view has its own errors
 
 
 def test_write_synthetic_sequence(tmp_path):

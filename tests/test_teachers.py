@@ -287,8 +287,13 @@ def test_precompute_with_features(tmp_path, synthetic_items):
     batch = {"teacher": torch.from_numpy(item["teacher"])[None],
              "teacher_features": torch.from_numpy(item["teacher_features"])[None]}
     assert teacher_output(batch).features.shape == (1, V, *feature_shape)
+    # the synthetic world's teacher has features too (view-relational KD on the benchmark) ...
+    syn = WithTeacherCache(ds, precompute_teacher(ds, SyntheticTeacher(), tmp_path / "syn", with_features=True))[1]
+    np.testing.assert_allclose(syn["teacher_features"], synthetic_items[1]["teacher_features"], rtol=2e-3, atol=2e-3)
+    # ... but items without them cannot give any
+    bare = ListDataset([{k: v for k, v in it.items() if k != "teacher_features"} for it in synthetic_items])
     with pytest.raises(ValueError, match="no features"):
-        precompute_teacher(ds, SyntheticTeacher(), tmp_path / "syn", with_features=True)
+        precompute_teacher(bare, SyntheticTeacher(), tmp_path / "bare", with_features=True)
 
 
 def test_mismatched_cache_raises(tmp_path, synthetic_items):

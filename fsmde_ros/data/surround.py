@@ -4,7 +4,8 @@ A SurroundDataset is any object with `__len__`, `rig` (a CameraRig at the item r
 `__getitem__(i) -> dict` with at least:
   images uint8 [V,H,W,3] RGB, lidar_depth float32 [V,H,W] metres (0 = no return),
   K [V,3,3] (at H x W), T_base_cam [V,4,4], stamp float [s], index int;
-optionally teacher float32 [V,H,W] (relative, disparity-like) and depth float32 [V,H,W]
+optionally teacher float32 [V,H,W] (relative, disparity-like), teacher_features float32
+[V,C,h,w] and depth float32 [V,H,W]
 (dense ground truth, synthetic only). The synthetic world, DDAD and nuScenes readers all give
 these keys, so training, evaluation and bag conversion take any of them.
 
@@ -24,7 +25,9 @@ import numpy as np
 
 # Keys a training item must have, and the optional ones the cache keeps when present.
 REQUIRED_KEYS = ("images", "lidar_depth", "K", "T_base_cam", "stamp")
-CACHED_KEYS = REQUIRED_KEYS + ("teacher", "depth", "T_world_base")
+CACHED_KEYS = REQUIRED_KEYS + ("teacher", "teacher_features", "depth", "T_world_base")
+# Bumped when the items a dataset gives change, so that caches of older items are never read (v2: teacher_features).
+CACHE_VERSION = 2
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -116,7 +119,7 @@ class CachedDataset:
         self.spec, self.height, self.width = spec, height, width
         self.base = open_dataset(spec, height, width)
         self.rig = self.base.rig
-        self.key = hashlib.sha256(f"{spec}|{height}x{width}|v1".encode()).hexdigest()[:16]
+        self.key = hashlib.sha256(f"{spec}|{height}x{width}|v{CACHE_VERSION}".encode()).hexdigest()[:16]
         self.dir = Path(cache_dir).expanduser() / self.key
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "dataset.json"

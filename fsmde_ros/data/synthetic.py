@@ -11,7 +11,9 @@ Each item of `SyntheticSurround` is one time step of the ego vehicle driving alo
   by a z-buffer test against `depth`, so where valid it agrees with `depth` to pixel rounding,
 - `teacher` [N,H,W] float32: a simulated relative-depth foundation model, the true inverse
   depth under an unknown per-image affine map, blurred at depth edges, with smooth structured
-  errors and noise; never metric.
+  errors and noise; never metric (`simulated_teacher.py`),
+- `teacher_features` [N,16,gh,gw] float32: that model's patch features (surface identity, normal,
+  relative range; gw = 37 patch columns), with independent errors per view.
 Geometry: `K` [N,3,3] float64 of the rendered size (= rig.resized(width, height).K),
 `T_base_cam` [N,4,4] float64, `T_world_base` [4,4] float64 (the ego pose; world x along the
 road), `stamp` [s] = STAMP_T0_S + i / fps.
@@ -24,6 +26,7 @@ the longer drive would run into.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -33,6 +36,7 @@ from fsmde_ros import viz
 from fsmde_ros.data.raycast import AzimuthCuller, CameraCuller, cast, shadowed
 from fsmde_ros.data.scene import STREET_MARGIN_M, Scene, street_scene
 from fsmde_ros.data.shading import albedo, light, normals, sky
+from fsmde_ros.data.simulated_teacher import simulate_teacher, simulate_teacher_features
 from fsmde_ros.geometry import camera_rays, invert_transform, project, transform_points
 from fsmde_ros.rig import CameraRig, load_rig, quaternion_from_rotation
 
@@ -43,19 +47,24 @@ LIDAR_AZIMUTH_STEP_DEG = 0.2  # horizontal resolution of a 32-beam spinning lida
 LIDAR_MAX_RANGE_M = 100.0  # returns beyond this are dropped (HDL-32E: 80-100 m)
 LIDAR_ZBUFFER_REL_TOL = 0.03  # a return is hidden from the camera if it is >3 % behind the camera's surface
 MIN_CAMERA_Z_M = 0.1  # lidar points closer than this to a camera plane are not projected
-TEACHER_SCALE_RANGE = (0.5, 20.0)  # per-image scale of the teacher's inverse depth (log-uniform)
-TEACHER_SHIFT_RANGE = (0.0, 0.05)  # per-image shift, in inverse metres before scaling
-TEACHER_BLUR_PX = 1.5  # Gaussian sigma at 320 px width: foundation models blur depth edges
-TEACHER_LOWFREQ = 0.08  # std of the smooth multiplicative error field (log scale)
-TEACHER_NOISE = 0.01  # per-pixel noise std relative to the image's median inverse depth
 IMAGE_NOISE_STD = 1.5  # sensor noise on the 0..255 scale
 STAMP_T0_S = 1_700_000_000.0  # stamp of frame 0 (a plausible ROS time, not 0)
 PREVIEW_DEPTH_RANGE_M = (1.0, 120.0)  # colour scale of preview.png
 
 
+class Surface(NamedTuple):
+    """What each pixel of a rendered view sees: primitive kind and index [H,W], world normal [H,W,3], range [H,W] m (inf = sky)."""
+
+    kind: np.ndarray
+    index: np.ndarray
+    normal_world: np.ndarray
+    range_m: np.ndarray
+
+
 def render_view(scene: Scene, K: np.ndarray, T_world_cam: np.ndarray, height: int, width: int,
-                shadows: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Ray-cast one pinhole view: (rgb [H,W,3] uint8, depth [H,W] float32 z-depth in metres, inf = sky)."""
+                shadows: bool = True, surface: bool = False):
+    """Ray-cast one pinhole view: (rgb [H,W,3] uint8, depth [H,W] float32 z-depth in metres, inf = sky),
+    and with surface=True also the `Surface` the pixels see (for the simulated teacher's features)."""
     K = np.asarray(K, dtype=np.float64)
     T_world_cam = np.asarray(T_world_cam, dtype=np.float64)
     origin = T_world_cam[:3, 3]
@@ -81,7 +90,14 @@ def render_view(scene: Scene, K: np.ndarray, T_world_cam: np.ndarray, height: in
             shadow = mask.ravel()[sel]
         col = light(albedo(scene, hits, p, sel, dirs, fp), n, scene.sun, shadow, dist)
         rgb.reshape(-1, 3)[sel] = col
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), hits.t.astype(np.float32)
+    out = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), hits.t.astype(np.float32)
+    if not surface:
+        return out
+    normal = np.zeros((height * width, 3))
+    rng_m = np.full(height * width, np.inf)
+    if len(sel):
+        normal[sel], rng_m[sel] = n, dist
+    return (*out, Surface(hits.kind, hits.index, normal.reshape(height, width, 3), rng_m.reshape(height, width)))
 
 
 def lidar_directions() -> np.ndarray:
@@ -128,21 +144,6 @@ def project_lidar(points_base: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray
     return out
 
 
-def simulate_teacher(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Relative inverse depth [H,W] float32 of a simulated foundation model from z-depth [H,W] [m]."""
-    h, w = depth.shape
-    inv = np.where(np.isfinite(depth) & (depth > 0), 1.0 / np.maximum(depth, 1e-6), 0.0)
-    inv = cv2.GaussianBlur(inv, (0, 0), TEACHER_BLUR_PX * w / 320.0)
-    coarse = rng.normal(size=(3, 5))
-    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    inv = inv * np.exp(TEACHER_LOWFREQ * field / max(field.std(), 1e-6))
-    scale = np.exp(rng.uniform(*np.log(TEACHER_SCALE_RANGE)))
-    shift = rng.uniform(*TEACHER_SHIFT_RANGE)
-    ref = np.median(inv[inv > 0]) if np.any(inv > 0) else 1.0
-    noisy = inv + shift + rng.normal(scale=TEACHER_NOISE * ref, size=inv.shape)
-    return (scale * noisy).astype(np.float32)
-
-
 class SyntheticSurround:
     """A len()-able dataset of surround frames of one procedural street, deterministic by seed."""
 
@@ -170,7 +171,7 @@ class SyntheticSurround:
         return T
 
     def __getitem__(self, i: int) -> dict:
-        """Frame i: images [N,H,W,3] uint8, depth/lidar_depth/teacher [N,H,W] float32, K, poses, stamp."""
+        """Frame i: images [N,H,W,3] uint8, depth/lidar_depth/teacher [N,H,W] float32, teacher_features, K, poses, stamp."""
         if not -self.frames <= i < self.frames:
             raise IndexError(f"frame {i} out of range for {self.frames} frames")
         i = int(i) % self.frames
@@ -180,16 +181,19 @@ class SyntheticSurround:
         images = np.zeros((n, self.height, self.width, 3), np.uint8)
         depth = np.zeros((n, self.height, self.width), np.float32)
         teacher = np.zeros_like(depth)
+        features = []
         for c in range(n):
-            rgb, depth[c] = render_view(self.scene, K[c], T_world_base @ T_base_cam[c], self.height,
-                                        self.width, self.shadows)
+            rgb, depth[c], surf = render_view(self.scene, K[c], T_world_base @ T_base_cam[c], self.height,
+                                              self.width, self.shadows, surface=True)
             rng = np.random.default_rng([self.seed, i, c, 0x7EAC])
             noise = rng.normal(scale=IMAGE_NOISE_STD, size=rgb.shape)
             images[c] = np.clip(rgb + noise, 0, 255).round().astype(np.uint8)
             teacher[c] = simulate_teacher(depth[c], rng)
+            features.append(simulate_teacher_features(surf.kind, surf.index, surf.normal_world, surf.range_m, rng))
         lidar = project_lidar(lidar_scan(self.scene, T_world_base), K, T_base_cam, depth)
         return {
             "images": images, "depth": depth, "lidar_depth": lidar, "teacher": teacher,
+            "teacher_features": np.stack(features),
             "K": K, "T_base_cam": T_base_cam, "T_world_base": T_world_base,
             "stamp": self.stamp(i), "camera_names": self.rig.names, "index": i,
         }

@@ -123,8 +123,9 @@ def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Pa
                 raise ValueError(f"teacher cache {out} is for {_resolution(meta)} (views, height, width) but dataset "
                                  f"positions {positions} are {res}; delete it or choose another out_dir")
             batch = {"images": as_float_images(images)}
-            if all("teacher" in it for it in items):
-                batch["teacher"] = torch.stack([torch.as_tensor(np.asarray(it["teacher"])) for it in items])
+            for key in ("teacher", "teacher_features"):  # the synthetic world's simulated teacher
+                if all(key in it for it in items):
+                    batch[key] = torch.stack([torch.as_tensor(np.asarray(it[key])) for it in items])
             pred = teacher_output(batch, teacher)
             if tuple(pred.relative.shape) != (len(items), *res):
                 raise ValueError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected "

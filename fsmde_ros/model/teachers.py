@@ -321,7 +321,8 @@ class OnnxRelativeTeacher(_ResizeNotice):
 
 
 class SyntheticTeacher:
-    """The synthetic world's simulated teacher: it never sees images; its prediction is each item's `teacher`.
+    """The synthetic world's simulated teacher: it never sees images; its prediction is each item's `teacher`
+    (and `teacher_features`).
 
     Design: the trainer calls `teacher_output(batch, teacher)`, which for this teacher (or no
     teacher) returns `from_batch(batch["teacher"])`; calling it on images is an error that says so.
@@ -330,12 +331,17 @@ class SyntheticTeacher:
     name = "synthetic"
     spec = "synthetic"
 
-    def from_batch(self, teacher: torch.Tensor | np.ndarray) -> TeacherOutput:
-        """teacher [B,V,H,W] (relative inverse depth, unknown scale/shift) -> TeacherOutput."""
+    def from_batch(self, teacher: torch.Tensor | np.ndarray,
+                   features: torch.Tensor | np.ndarray | None = None) -> TeacherOutput:
+        """teacher [B,V,H,W] (relative inverse depth, unknown scale/shift), features [B,V,C,h,w] or None -> TeacherOutput."""
         rel = torch.as_tensor(teacher)
         if rel.ndim != 4:
             raise ValueError(f"batch['teacher'] must be [B,V,H,W], got {tuple(rel.shape)}")
-        return TeacherOutput(relative=rel.float(), features=None)
+        feats = None if features is None else torch.as_tensor(features).float()
+        if feats is not None and (feats.ndim != 5 or feats.shape[:2] != rel.shape[:2]):
+            raise ValueError(f"batch['teacher_features'] must be [B,V,C,h,w] with B,V = {tuple(rel.shape[:2])}, "
+                             f"got {tuple(feats.shape)}")
+        return TeacherOutput(relative=rel.float(), features=feats)
 
     def __call__(self, images: torch.Tensor) -> TeacherOutput:
         raise TypeError("the synthetic teacher does not see images: its predictions are the dataset's "
@@ -353,10 +359,7 @@ def teacher_output(batch: Mapping[str, Any], teacher: RelativeDepthTeacher | Non
     if "teacher" not in batch:
         raise KeyError("no teacher: the batch has no 'teacher' (only the synthetic world and datasets wrapped in "
                        "WithTeacherCache have one) and no online teacher was given (create_teacher(spec))")
-    out = SyntheticTeacher().from_batch(batch["teacher"])
-    feats = batch.get("teacher_features")
-    out.features = None if feats is None else torch.as_tensor(feats).float()
-    return out
+    return SyntheticTeacher().from_batch(batch["teacher"], batch.get("teacher_features"))
 
 
 def create_teacher(spec: str, device: str | torch.device = "cpu", **kwargs) -> RelativeDepthTeacher:
