@@ -116,7 +116,7 @@ def test_teach_then_distill_from_the_cached_teacher_then_eval(tmp_path):
     spec = "synthetic:nuscenes?seed=7&frames=2"
     cache = str(tmp_path / "cache")
     assert main(["teach", "--dataset", spec, "--teacher", f"depth_anything:{teacher_dir}", "--out",
-                 str(tmp_path / "teacher"), "--height", "64", "--width", "96", "--cache-dir", cache]) == 0
+                 str(tmp_path / "teacher"), "--height", "64", "--width", "96", "--cache-dir", cache, "--features"]) == 0
     cfg = {**TINY, "train": [spec], "teacher": str(tmp_path / "teacher"), "steps": 2,
            "out_dir": str(tmp_path / "run"), "cache_dir": cache}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
@@ -125,8 +125,13 @@ def test_teach_then_distill_from_the_cached_teacher_then_eval(tmp_path):
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "s.onnx"), "--rig", "nuscenes",
                  "--height", "64", "--width", "96"]) == 0
     assert main(["eval", "--onnx", str(tmp_path / "s.onnx"), "--dataset", "synthetic:nuscenes?seed=9&frames=2",
-                 "--json", str(tmp_path / "eval.json"), "--cache-dir", cache]) == 0
+                 "--json", str(tmp_path / "eval.json"), "--cache-dir", cache, "--plot", str(tmp_path / "sp.png")]) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
+    u = results["uncertainty"]  # the sparsification protocol, and its picture
+    assert 0 <= u["ause_random"] <= 1 and u["images"] > 0 and -1 <= u["spearman"] <= 1
+    import cv2
+
+    assert cv2.imread(str(tmp_path / "sp.png")).shape == (400, 640, 3)
     assert results["rig"] == "nuscenes" and results["sets"] == 2 and results["max_depth"] == 80.0
     assert set(results["metric"]["per_camera"]) == {"CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK",
                                                     "CAM_BACK_LEFT", "CAM_FRONT_LEFT"}

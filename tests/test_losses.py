@@ -1,4 +1,4 @@
-"""Distillation losses: SILog, bin Chamfer, cross-interaction KD, view-relational KD, the config and the total."""
+"""Distillation losses: SILog, bin Chamfer, bin likelihood, cross-interaction KD, view-relational KD, the config, the total."""
 import math
 
 import numpy as np
@@ -6,10 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fsmde_ros.distill.losses import (DistillConfig, ablation_presets, align_teacher, bin_chamfer_loss,
-                                      cross_interaction_kd, distillation_loss, downsample_depth, overlap_indices,
-                                      silog_loss, teacher_bin_probs)
-from fsmde_ros.distill.relational import depth_descriptors, relation_matrix, view_relational_kd
+from fsmde_ros.data.synthetic import SyntheticSurround
+from fsmde_ros.distill.config import DistillConfig, ablation_presets
+from fsmde_ros.distill.cross_interaction import cross_interaction_kd, teacher_bin_position, teacher_bin_probs
+from fsmde_ros.distill.losses import distillation_loss
+from fsmde_ros.distill.relational import overlap_indices, relation_matrix, view_relational_kd
+from fsmde_ros.distill.supervised import bin_chamfer_loss, bin_nll_loss, silog_loss
 from fsmde_ros.geometry import overlap_mask
 from fsmde_ros.model.student import create_student
 from fsmde_ros.rig import load_rig
@@ -29,19 +31,6 @@ def smooth_depth(b, v, h, w, seed=0, lo=2.0, hi=60.0):
 def sparse(depth, frac=0.1, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.where(torch.rand(depth.shape, generator=g) < frac, depth, torch.zeros_like(depth))
-
-
-def fake_out(b=1, v=6, n=8, seed=0, requires_grad=True):
-    """A student-like output dict: logits [B,V,N,h,w], centres [B,V,N], depth [B,V,H,W]."""
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(b, v, n, H // 4, W // 4, generator=g).requires_grad_(requires_grad)
-    centres = torch.sort(torch.exp(torch.rand(b, v, n, generator=g) * math.log(100.0)) + 0.5, dim=-1).values
-    centres.requires_grad_(requires_grad)
-    probs = torch.softmax(logits, dim=2)
-    depth = torch.einsum("bvnhw,bvn->bvhw", probs, centres)
-    depth = F.interpolate(depth.flatten(0, 1)[:, None], size=(H, W), mode="bilinear").reshape(b, v, H, W)
-    feats = torch.randn(b, v, 16, H // 4, W // 4, generator=g).requires_grad_(requires_grad)
-    return {"logits": logits, "probs": probs, "centres": centres, "depth": depth, "features": feats}
 
 
 # -- SILog ------------------------------------------------------------------------------------------
@@ -107,122 +96,124 @@ def test_chamfer_empty_gt_and_shapes():
 
 
 # -- cross-interaction KD ---------------------------------------------------------------------------
-@pytest.mark.parametrize("teacher_size", [(H, W), (H // 2, W // 2), (2 * H, 2 * W)])
-def test_align_teacher_recovers_the_student_scale(teacher_size):
-    b, v = 2, 6
-    depth = smooth_depth(b, v, H, W)
-    g = torch.Generator().manual_seed(7)
-    a = 0.5 + 20 * torch.rand(b, v, 1, 1, generator=g)
-    off = -0.3 + 2 * torch.rand(b, v, 1, 1, generator=g)
-    teacher = a / smooth_depth(b, v, *teacher_size) + off  # same field at the teacher's resolution
-    aligned = align_teacher(teacher, depth.clone().requires_grad_(True))  # no grad although the student has
-    assert aligned.shape == depth.shape and not aligned.requires_grad and (aligned > 0).all()
-    assert float(((aligned - depth).abs() / depth).median()) < 0.02
+N_BINS = 16
+BIN_GRID = (H // 4, W // 4)
 
 
-def test_align_teacher_ignores_teacher_outliers():
-    depth = smooth_depth(2, 6, H, W)
-    g = torch.Generator().manual_seed(8)
-    teacher = (0.5 + 20 * torch.rand(2, 6, 1, 1, generator=g)) / depth + 0.5
-    bad = torch.rand(teacher.shape, generator=g) < 0.2  # 20 % of the pixels are garbage
-    corrupt = torch.where(bad, 50 * torch.rand(teacher.shape, generator=g), teacher)
-    err = lambda aligned: float(((aligned - depth).abs() / depth)[~bad].median())  # noqa: E731
-    assert err(align_teacher(corrupt, depth)) < 0.01
-    assert err(align_teacher(corrupt, depth, trim_iters=0)) > 0.05  # plain median/MAD matching is biased
+def teacher_of(depth, scale=2.0, shift=0.1):
+    """A relative teacher: an affine map of inverse depth (larger = nearer)."""
+    return scale / depth + shift
 
 
-def test_align_teacher_clamps_to_the_bin_range():
-    depth = smooth_depth(1, 6, H, W)
-    aligned = align_teacher(1.0 / depth, depth, min_depth=5.0, max_depth=30.0)
-    assert float(aligned.min()) >= 5.0 - 1e-4 and float(aligned.max()) <= 30.0 + 1e-3
+@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
+def test_q_is_the_same_for_the_teacher_under_any_positive_affine_map_of_its_disparity(binning):
+    cfg = DistillConfig(ci_binning=binning)
+    t = teacher_of(smooth_depth(2, 6, 2 * H, 2 * W, seed=3))
+    ref = teacher_bin_probs(t, N_BINS, BIN_GRID, cfg)
+    for a, b in ((0.01, 0.0), (37.0, 5.0), (1.0, -0.3)):
+        other = teacher_bin_probs(a * t + b, N_BINS, BIN_GRID, cfg)
+        assert torch.equal(other.informative, ref.informative)
+        torch.testing.assert_close(other.q, ref.q, atol=1e-4, rtol=0)
+    assert ref.q.shape == (2, 6, N_BINS, *BIN_GRID)
+    torch.testing.assert_close(ref.q.sum(dim=2), torch.ones(2, 6, *BIN_GRID))
 
 
-def test_align_teacher_takes_the_shape_from_gt_and_the_scale_from_the_student():
-    """An untrained student with a flat, wrongly scaled depth must not flatten its own target: the GT-fitted
-    teacher keeps the true near/far structure (log-depth spread) and sits at the student's median depth."""
-    b, v = 1, 6
-    true = smooth_depth(b, v, H, W, lo=2.0, hi=80.0)
-    teacher = 3.0 / true + 0.4  # relative: unknown scale and shift of inverse depth
-    student = torch.full_like(true, 7.0) * (1 + 0.01 * torch.rand(true.shape, generator=torch.Generator().manual_seed(3)))
-    lidar = sparse(true, frac=0.05)
-    aligned = align_teacher(teacher, student, gt=lidar)
-    log_err = torch.log(aligned) - torch.log(true)
-    assert float(log_err.flatten(2).std(-1).max()) < 0.02  # the true shape, up to one factor per image...
-    assert torch.allclose(torch.log(aligned).flatten(2).median(-1).values, torch.log(torch.tensor(7.0)), atol=0.03)  # ...the student's
-    from_student = align_teacher(teacher, student)  # the shape from the flat student: nearly flat too
-    assert float(torch.log(from_student).std()) < 0.2 * float(torch.log(true).std())
-    metric = align_teacher(teacher, student, gt=lidar, scale_from_student=False)  # align_scale_from='gt'
-    assert float(((metric - true).abs() / true).max()) < 0.01
+@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
+def test_bin_position_grows_with_depth_and_the_sky_is_not_informative(binning):
+    depth = smooth_depth(1, 6, *BIN_GRID, seed=4)
+    t = teacher_of(depth)
+    t[..., :3, :] = 0.1  # the top rows: sky (disparity 0 plus the teacher's shift)
+    z, informative = teacher_bin_position(t, N_BINS, BIN_GRID, binning, far_floor=0.02)
+    assert not informative[..., :3, :].any() and informative[..., 3:, :].float().mean() > 0.95
+    assert (z[..., :3, :] == N_BINS - 0.5).all()  # the farthest bin
+    for v in range(6):  # per view: farther pixels sit in farther bins (ties of the field aside)
+        ok = informative[0, v]
+        ranks_z = torch.argsort(torch.argsort(z[0, v][ok])).float()
+        ranks_d = torch.argsort(torch.argsort(depth[0, v][ok])).float()
+        assert torch.corrcoef(torch.stack([ranks_z, ranks_d]))[0, 1] > 0.98, v
+    assert z.min() >= 0 and z.max() < N_BINS
 
 
-def test_align_teacher_falls_back_to_the_student_without_enough_gt():
-    depth = smooth_depth(1, 6, H, W)
-    teacher = 2.0 / depth + 0.1
-    few = torch.zeros_like(depth)
-    few[0, 2, 10, :20] = depth[0, 2, 10, :20] * 3  # 20 returns in view 2, none elsewhere (a 3x wrong GT scale)
-    aligned = align_teacher(teacher, depth, gt=few, min_gt_points=64)
-    assert float(((aligned - depth).abs() / depth).median()) < 0.02
-    with pytest.raises(ValueError, match="gt must be"):
-        align_teacher(teacher, depth, gt=few[:, :3])
+def _student_out(centres, logits, depth_hw=(H, W)):
+    probs = torch.softmax(logits, dim=2)
+    depth = torch.einsum("bvnhw,bvn->bvhw", probs, centres)
+    depth = F.interpolate(depth.flatten(0, 1)[:, None], size=depth_hw, mode="bilinear").reshape(*depth.shape[:2], *depth_hw)
+    return {"centres": centres, "logits": logits, "probs": probs, "depth": depth}
 
 
-def test_cross_interaction_kd_is_invariant_to_the_teachers_scale_and_shift():
-    out = fake_out()
-    teacher = 2.0 / smooth_depth(1, 6, 48, 72, seed=9) + 0.05
-    gt = sparse(smooth_depth(1, 6, H, W, seed=9))
-    cfg = DistillConfig()
-    t1 = cross_interaction_kd(out, teacher, gt, cfg)
-    t2 = cross_interaction_kd(out, 7 * teacher + 0.3, gt, cfg)
-    assert set(t1) == {"ci_kl", "ci_depth"}
-    for k in t1:
-        assert float(t1[k].detach()) == pytest.approx(float(t2[k].detach()), rel=1e-4, abs=1e-6)
+def test_q_depends_on_neither_the_students_centres_nor_the_gt():
+    """The ill-posed KD of before built q from the student's own centres and the image's lidar."""
+    g = torch.Generator().manual_seed(0)
+    depth = smooth_depth(1, 6, H, W, seed=5)
+    batch = {"teacher": teacher_of(depth), "gt": sparse(depth, 0.2)}
+    logits = torch.randn(1, 6, N_BINS, *BIN_GRID, generator=g)
+    narrow = torch.linspace(1.0, 30.0, N_BINS).repeat(1, 6, 1)
+    wide = torch.exp(torch.linspace(math.log(0.6), math.log(200.0), N_BINS)).repeat(1, 6, 1)
+    cfg = ablation_presets()["ci_kd"]
+    kl = [distillation_loss(_student_out(c, logits), batch, cfg)[1]["ci_kl"] for c in (narrow, wide)]
+    assert kl[0] == pytest.approx(kl[1], rel=1e-6)  # same p, so the same KL only if q is the same
+    other_gt = {**batch, "gt": sparse(depth * 1.7, 0.05, seed=9)}
+    terms = [distillation_loss(_student_out(wide, logits), b, cfg)[1] for b in (batch, other_gt)]
+    assert terms[0]["ci_kl"] == pytest.approx(terms[1]["ci_kl"], rel=1e-6)
+    assert terms[0]["ci_depth"] != pytest.approx(terms[1]["ci_depth"], rel=1e-3)  # the GT does reach ci_depth
 
 
-def test_ci_kl_is_minimal_when_the_student_follows_the_teacher():
-    out = fake_out()
-    aligned = smooth_depth(1, 6, H, W, seed=2)
-    q, log_q = teacher_bin_probs(downsample_depth(aligned, (H // 4, W // 4)), out["centres"], 0.02)
-    assert q.shape == out["logits"].shape and torch.allclose(q.sum(2), torch.ones(()))
-    gt = torch.zeros(1, 6, H, W)
-    cfg = DistillConfig(w_ci_depth=0)
-    matched = dict(out, logits=log_q.clone())
-    kl = lambda o: float(cross_interaction_kd(o, None, gt, cfg, aligned=aligned)["ci_kl"].detach())  # noqa: E731
-    kl_match, kl_random = kl(matched), kl(out)
-    kl_flat = kl(dict(out, logits=0.5 * log_q))  # the right mode, too flat
-    assert abs(kl_match) < 1e-5 and kl_flat > 0.01 and kl_random > 0.5
-    # the soft assignment peaks at the bin nearest in log depth
-    d = torch.tensor([[[[10.0]]]])
-    c = torch.tensor([[[1.0, 9.0, 12.0, 50.0]]])
-    assert int(teacher_bin_probs(d, c, 0.02)[0].argmax(2)) == 1
+def test_kl_is_zero_when_the_student_follows_the_teacher():
+    depth = smooth_depth(1, 6, H, W, seed=6)
+    bins = teacher_bin_probs(teacher_of(depth), N_BINS, BIN_GRID, DistillConfig())
+    centres = torch.linspace(1.0, 60.0, N_BINS).repeat(1, 6, 1)
+    terms = cross_interaction_kd(_student_out(centres, bins.log_q.clone()), bins, sparse(depth), DistillConfig())
+    assert abs(float(terms["ci_kl"])) < 1e-5
+    flat = cross_interaction_kd(_student_out(centres, torch.zeros_like(bins.q)), bins, sparse(depth), DistillConfig())
+    assert float(flat["ci_kl"]) > 0.5
 
 
-@pytest.mark.parametrize("depth", [3.0, 10.0, 20.0, 70.0, 140.0])
-def test_teacher_bin_probs_keep_the_teachers_depth_across_wide_bin_gaps(depth):
-    """Adaptive bins crowd near the car and leave x2-x4 gaps far out: the default assignment must not
-    snap the teacher to a centre there (its expectation is the teacher's depth), the kernel does."""
-    c = torch.tensor([[[1.0, 2.0, 4.0, 4.2, 4.4, 4.6, 4.8, 5.0, 15.0, 60.0, 200.0]]])
-    d = torch.full((1, 1, 2, 3), depth)
-    q, log_q = teacher_bin_probs(d, c, 0.02)
-    assert torch.allclose(q.sum(2), torch.ones(())) and bool((q >= 0).all())
-    expect = (q * c[..., None, None]).sum(2)
-    assert torch.allclose(expect, d, rtol=1e-4)
-    assert torch.allclose(log_q.exp(), q, atol=1e-6)
-    kernel = (teacher_bin_probs(d, c, 0.02, "kernel")[0] * c[..., None, None]).sum(2)
-    if depth in (10.0, 20.0, 140.0):  # inside a wide gap, away from a centre
-        assert float((kernel / d - 1).abs().max()) > 0.2
+@pytest.fixture(scope="module")
+def synthetic_batch():
+    item = SyntheticSurround("ddad", seed=5, height=H, width=W, frames=2)[1]
+    return {"teacher": torch.from_numpy(item["teacher"])[None], "gt": torch.from_numpy(item["lidar_depth"])[None]}
 
 
-def test_teacher_bin_probs_over_dense_bins_spread_by_the_temperature():
-    c = torch.exp(torch.linspace(math.log(0.5), math.log(250.0), 64))[None, None]
-    gap = math.log(500.0) / 63  # log spacing of the bins
-    for tau in (0.005, 0.02, 0.08):
-        q, _ = teacher_bin_probs(torch.full((1, 1, 1, 1), 20.0), c, tau)
-        lc, w = torch.log(c[0, 0]), q[0, 0, :, 0, 0]
-        spread = float(torch.sqrt((w * (lc - (w * lc).sum()) ** 2).sum()))
-        # the kernel's std in log depth, widened by the interpolation between neighbours (~gap^2 / 6)
-        assert spread == pytest.approx(math.sqrt(tau / 2 + gap ** 2 / 6), rel=0.1)
-    with pytest.raises(ValueError, match="assignment"):
-        teacher_bin_probs(torch.ones(1, 1, 1, 1), c, 0.02, "nearest")
+@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
+def test_with_q_fixed_the_centres_alone_can_fit_ci_depth(synthetic_batch, binning):
+    """ci_depth is a real regression of the centres onto the GT: 200 Adam steps on the centres halve it."""
+    cfg = DistillConfig(ci_binning=binning, w_ci_kl=0.0)
+    bins = teacher_bin_probs(synthetic_batch["teacher"], N_BINS, BIN_GRID, cfg)
+    log_c = torch.nn.Parameter(torch.linspace(math.log(0.6), math.log(200.0), N_BINS).repeat(1, 6, 1))
+    logits = torch.zeros(1, 6, N_BINS, *BIN_GRID)
+    opt = torch.optim.Adam([log_c], lr=0.05)
+
+    def ci_depth():
+        return cross_interaction_kd(_student_out(torch.exp(log_c), logits), bins, synthetic_batch["gt"], cfg)["ci_depth"]
+
+    before = float(ci_depth().detach())
+    for _ in range(200):
+        loss = ci_depth()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = float(ci_depth().detach())
+    assert after <= 0.5 * before, (before, after)
+
+
+# -- the GT's likelihood under the bin distribution -------------------------------------------------
+def test_bin_nll_is_lowest_for_mass_on_the_gt_bins_and_leaves_the_centres_alone():
+    centres = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0]).repeat(1, 6, 1).requires_grad_(True)
+    gt = torch.zeros(1, 6, 8, 8)
+    gt[..., ::4, ::4] = 3.0  # one return per 4 x 4 cell, between the centres 2 and 4
+    target = torch.tensor([0.0, 0.5, 0.5, 0.0, 0.0])  # linear in depth: the mean is 3 m exactly
+    assert float((target * centres.detach()[0, 0]).sum()) == 3.0
+    at_gt = torch.log(torch.where(target > 0, target, torch.full_like(target, 1e-9)))
+    sharp = at_gt.reshape(1, 1, 5, 1, 1).expand(1, 6, 5, 2, 2)
+    broad = torch.log_softmax(torch.zeros(1, 6, 5, 2, 2), dim=2)
+    wrong = torch.log_softmax(torch.tensor([0.0, 0.0, 0.0, 0.0, 9.0]).reshape(1, 1, 5, 1, 1).expand(1, 6, 5, 2, 2), dim=2)
+    nll = [float(bin_nll_loss(lp, centres.detach(), gt)) for lp in (sharp, broad, wrong)]
+    assert nll[0] == pytest.approx(math.log(2), rel=1e-4) and nll[0] < nll[1] < nll[2]
+    logits = torch.zeros(1, 6, 5, 2, 2, requires_grad=True)
+    loss = bin_nll_loss(torch.log_softmax(logits, dim=2), centres, gt)
+    loss.backward()
+    assert centres.grad is None and logits.grad.abs().sum() > 0
+    assert float(bin_nll_loss(broad, centres.detach(), torch.zeros_like(gt))) == 0.0  # no GT: 0
 
 
 # -- gradients through the real student -------------------------------------------------------------
@@ -234,27 +225,31 @@ def student_batch():
     images = F.interpolate(torch.rand(6, 3, 8, 12, generator=g), size=(H, W), mode="bilinear")[None]
     depth = smooth_depth(1, 6, H, W, seed=11)
     batch = {"images": images, "focal_px": torch.full((1, 6), 60.0), "gt": sparse(depth, 0.2),
-             "teacher": 3.0 / smooth_depth(1, 6, 32, 48, seed=11) + 0.2}
+             "teacher": 3.0 / smooth_depth(1, 6, 32, 48, seed=11) + 0.2,
+             "teacher_features": torch.randn(1, 6, 16, 5, 7, generator=g)}
     return model, batch
 
 
 def _grads(model, loss):
-    params = [model.head.logits.weight, model.head.widths[-1].weight]
+    params = [model.head.logits.weight, model.head.widths.weight]
     return [None if gr is None else float(gr.abs().sum())
             for gr in torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)]
 
 
-def test_gradients_reach_probs_from_ci_kl_and_centres_from_gt_terms(student_batch):
+def test_centres_get_no_gradient_from_ci_kl_and_pixel_logits_none_from_ci_depth(student_batch):
     model, batch = student_batch
     model.train()
     out = model(batch["images"], batch["focal_px"])
-    ci = cross_interaction_kd(out, batch["teacher"], batch["gt"], DistillConfig())
+    bins = teacher_bin_probs(batch["teacher"], out["logits"].shape[2], tuple(out["logits"].shape[-2:]), DistillConfig())
+    ci = cross_interaction_kd(out, bins, batch["gt"], DistillConfig())
     logits_g, widths_g = _grads(model, ci["ci_kl"])
     assert logits_g > 0 and widths_g is None  # the teacher teaches structure (probabilities) only
     logits_g, widths_g = _grads(model, ci["ci_depth"])
     assert logits_g is None and widths_g > 0  # the GT teaches scale (centres) only
     logits_g, widths_g = _grads(model, bin_chamfer_loss(out["centres"], batch["gt"]))
     assert logits_g is None and widths_g > 0
+    logits_g, widths_g = _grads(model, bin_nll_loss(torch.log_softmax(out["logits"], dim=2), out["centres"], batch["gt"]))
+    assert logits_g > 0 and widths_g is None  # the likelihood shapes the distribution over the given centres
     logits_g, widths_g = _grads(model, silog_loss(out["depth"], batch["gt"]))
     assert logits_g > 0 and widths_g > 0
 
@@ -285,27 +280,18 @@ def test_relation_matrix_rows_are_distributions():
         relation_matrix(a, torch.randn(2, 4, 6), 0.1)
 
 
-def test_view_relational_kd_zero_for_identical_relations_positive_otherwise():
+def test_view_relational_kd_zero_for_identical_features_positive_otherwise():
     h, w = H // 4, W // 4
     ov = overlap_indices(load_rig("nuscenes"), h, w, 32)
-    cfg = DistillConfig()
-    out = fake_out()
-    feats = out["features"]
-    teacher_depth = smooth_depth(1, 6, h, w, seed=3)
-    same = view_relational_kd(feats, teacher_depth, ov, cfg, teacher_features=feats.detach().clone())
-    assert float(same["vr_feat"].detach()) == 0.0
-    desc = depth_descriptors(teacher_depth, cfg.vr_patch)
-    assert float(view_relational_kd(desc, teacher_depth, ov, cfg)["vr_depth"]) == 0.0
-    # scale-invariant: the depth relation ignores the teacher's global scale
-    assert float(view_relational_kd(desc, 3 * teacher_depth, ov, cfg)["vr_depth"]) < 1e-5
+    feats = torch.randn(1, 6, 16, h, w, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    assert float(view_relational_kd(feats, feats.detach().clone(), ov, 0.1).detach()) == 0.0
     other = torch.randn(1, 6, 5, 8, 12)  # teacher features at another resolution and width
-    terms = view_relational_kd(feats, teacher_depth, ov, cfg, teacher_features=other)
-    assert float(terms["vr_feat"].detach()) > 0.01 and float(terms["vr_depth"].detach()) > 0.01
-    (terms["vr_feat"] + terms["vr_depth"]).backward()
+    loss = view_relational_kd(feats, other, ov, 0.1)
+    assert float(loss.detach()) > 0.01
+    loss.backward()
     assert feats.grad.abs().sum() > 0
-    assert "vr_feat" not in view_relational_kd(feats, teacher_depth, ov, cfg)  # no teacher features
-    with pytest.raises(ValueError, match="teacher_depth"):
-        view_relational_kd(feats, teacher_depth[..., :-1], ov, cfg)
+    with pytest.raises(ValueError, match="teacher_features"):
+        view_relational_kd(feats, other[:, :5], ov, 0.1)
 
 
 # -- config and the total ---------------------------------------------------------------------------
@@ -314,16 +300,17 @@ def test_config_from_dict_and_presets():
         DistillConfig.from_dict({"w_unknown": 1})
     with pytest.raises(ValueError, match="tau_bins"):
         DistillConfig(tau_bins=0)
-    with pytest.raises(ValueError, match="align_shape_from"):
-        DistillConfig(align_shape_from="teacher")
-    cfg = DistillConfig.from_dict({"w_bins": 0.0, "tau_bins": 0.05})
-    assert cfg.w_bins == 0 and cfg.tau_bins == 0.05 and DistillConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="ci_binning"):
+        DistillConfig(ci_binning="nearest")
+    cfg = DistillConfig.from_dict({"w_bins": 0.0, "tau_bins": 4.0})
+    assert cfg.w_bins == 0 and cfg.tau_bins == 4.0 and DistillConfig.from_dict(cfg.to_dict()) == cfg
     presets = ablation_presets()
     assert list(presets) == ["supervised", "ci_kd", "vr_kd", "full"]
     assert presets["full"] == DistillConfig()
+    assert ablation_presets(DistillConfig(tau_bins=4.0))["ci_kd"].tau_bins == 4.0
 
 
-def _batch(seed=0, teacher_features=False):
+def _batch(seed=0, teacher_features=True):
     depth = smooth_depth(1, 6, H, W, seed=seed)
     batch = {"gt": sparse(depth, 0.2), "teacher": 2.0 / depth + 0.1}
     if teacher_features:
@@ -331,23 +318,32 @@ def _batch(seed=0, teacher_features=False):
     return batch
 
 
+def fake_out(b=1, v=6, n=8, seed=0):
+    """A student-like output dict with leaf logits, centres and features."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, v, n, H // 4, W // 4, generator=g).requires_grad_(True)
+    centres = torch.sort(torch.exp(torch.rand(b, v, n, generator=g) * math.log(100.0)) + 0.5, dim=-1).values
+    out = _student_out(centres.requires_grad_(True), logits)
+    out["features"] = torch.randn(b, v, 16, H // 4, W // 4, generator=g).requires_grad_(True)
+    return out
+
+
 def test_terms_follow_the_config():
     ov = overlap_indices(load_rig("nuscenes"), H // 4, W // 4, 32)
-    expect = {"supervised": {"silog", "bins"}, "ci_kd": {"silog", "bins", "ci_kl", "ci_depth"},
-              "vr_kd": {"silog", "bins", "vr_feat", "vr_depth"},
-              "full": {"silog", "bins", "ci_kl", "ci_depth", "vr_feat", "vr_depth"}}
+    gt_terms = {"silog", "bins", "bin_nll"}
+    expect = {"supervised": gt_terms, "ci_kd": gt_terms | {"ci_kl", "ci_depth"}, "vr_kd": gt_terms | {"vr_feat"},
+              "full": gt_terms | {"ci_kl", "ci_depth", "vr_feat"}}
     for name, cfg in ablation_presets().items():
-        total, terms = distillation_loss(fake_out(), _batch(teacher_features=True), cfg, ov)
+        total, terms = distillation_loss(fake_out(), _batch(), cfg, ov)
         assert set(terms) == expect[name], name
         assert all(isinstance(v, float) and math.isfinite(v) for v in terms.values())
-        weights = {k: getattr(cfg, "w_" + k) for k in terms}
-        assert float(total.detach()) == pytest.approx(sum(weights[k] * terms[k] for k in terms), rel=1e-5)
-    _, terms = distillation_loss(fake_out(), _batch(), DistillConfig(w_bins=0, w_ci_kl=0), ov)
-    assert set(terms) == {"silog", "ci_depth", "vr_depth"}  # no teacher features: no vr_feat
+        assert float(total.detach()) == pytest.approx(sum(getattr(cfg, "w_" + k) * terms[k] for k in terms), rel=1e-5)
     # a supervised config needs neither teacher nor overlap
     distillation_loss(fake_out(), {"gt": _batch()["gt"]}, ablation_presets()["supervised"])
     with pytest.raises(ValueError, match="teacher"):
         distillation_loss(fake_out(), {"gt": _batch()["gt"]}, DistillConfig())
+    with pytest.raises(ValueError, match="fsmde teach --features"):  # vr_feat never silently skipped
+        distillation_loss(fake_out(), _batch(teacher_features=False), DistillConfig(), ov)
     with pytest.raises(ValueError, match="overlap"):
         distillation_loss(fake_out(), _batch(), DistillConfig())
     with pytest.raises(ValueError, match="gt"):
@@ -360,7 +356,8 @@ def test_total_is_finite_without_gt():
     batch = dict(_batch(), gt=torch.zeros(1, 6, H, W))
     total, terms = distillation_loss(out, batch, DistillConfig(), ov)
     total.backward()
-    assert math.isfinite(float(total.detach())) and terms["silog"] == 0 and terms["bins"] == 0 and terms["ci_depth"] == 0
+    assert math.isfinite(float(total.detach()))
+    assert terms["silog"] == terms["bins"] == terms["bin_nll"] == terms["ci_depth"] == 0
     assert torch.isfinite(out["logits"].grad).all() and torch.isfinite(out["centres"].grad).all()
 
 

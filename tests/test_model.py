@@ -40,6 +40,40 @@ def test_bin_head_depth_is_expectation_over_centres_inside_range():
     torch.testing.assert_close(probs.sum(1), torch.ones(3, 4, 6))
 
 
+def test_bin_head_can_place_evenly_spaced_bins_where_a_view_has_depths():
+    """Regression: with edges fixed at d_min and d_max the first centre was the geometric midpoint of
+    [d_min, e_1], so 16 log-even centres over 3-150 m (a relative teacher's bins in metres) were out of reach."""
+    torch.manual_seed(0)
+    head = DepthBinHead(8, 5, num_bins=16, min_depth_m=0.5, max_depth_m=250.0, canonical_focal_px=200.0)
+    target = torch.exp(torch.linspace(torch.log(torch.tensor(3.0)), torch.log(torch.tensor(150.0)), 16))
+    feats = torch.randn(2, 5)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = ((torch.log(head.bin_centres(feats)) - torch.log(target)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    rel = (head.bin_centres(feats) / target - 1).abs().max()
+    assert rel < 0.05, float(rel)
+
+
+def test_upsampled_std_is_the_std_of_the_neighbours_mixture():
+    """Between a near and a far neighbour (a depth edge) the upsampled pixel is uncertain."""
+    model = create_student("fsmde_mnv3l", num_bins=8).eval()
+    images, focal = _inputs()
+    with torch.no_grad():
+        feats = model.forward_features(images)
+        low = model.head(feats["features"], feats["pooled"], focal.flatten())
+        out = model.forward_head(feats, focal, (H, W))
+    mean = torch.nn.functional.interpolate(low["depth"], size=(H, W), mode="bilinear", align_corners=False)
+    m2 = torch.nn.functional.interpolate(low["depth"] ** 2 + low["depth_std"] ** 2, size=(H, W), mode="bilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(out["depth"], mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["depth_std"], (m2 - mean ** 2).clamp_min(0).sqrt(), rtol=1e-3, atol=1e-4)
+    plain = torch.nn.functional.interpolate(low["depth_std"], size=(H, W), mode="bilinear", align_corners=False)
+    assert torch.all(out["depth_std"] >= plain - 1e-4)  # never less certain than the plain average says
+
+
 @pytest.mark.parametrize("name", sorted(STUDENTS))
 def test_every_registered_student_produces_the_documented_shapes(name):
     model = create_student(name, num_bins=8).eval()

@@ -1,25 +1,15 @@
-"""View-relational KD (DESIGN.md §5.4): cross-view relation matrices over the overlap strips.
+"""View-relational KD (docs/method.md §4): cross-view relation matrices over the overlap strips.
 
 For each adjacent camera pair (i, j) of the ring, M positions are sampled in camera i's strip
 that camera j also sees and M in camera j's strip that camera i sees. A relation matrix is the
-row softmax of the cosine similarities between the two strips' descriptors, divided by a
-temperature; the student's relation (its decoder features) follows the teacher's by
-KL(R_teacher || R_student), in both directions (i -> j rows and j -> i rows).
-
-Teacher descriptors: (a) teacher features resampled to the student's feature grid h x w;
-(b) the teacher's aligned depth, described per position by its p x p patch of log depth minus
-the patch mean, plus a small constant so that flat patches match each other
-(`depth_descriptors`). Why patches: a cosine relation of a scalar is only +-1, so a per-pixel
-depth needs a vector to compare; the mean-free log patch encodes local surface shape (ground
-slope, vertical faces, depth edges), which is what two cameras share across a seam even though
-each measures z along its own axis, and it is invariant to the teacher's remaining global
-scale (a factor is a constant in log depth). Both relations then use the same
-cosine/softmax/temperature as the student's, so the loss is exactly 0 when they coincide.
+row softmax of the cosine similarities between the two strips' features, divided by a
+temperature; the student's relation (its decoder features) follows the teacher's (the
+foundation model's features, resampled to the student's grid) by KL(R_teacher || R_student), in
+both directions (i -> j rows and j -> i rows). What it transfers: which positions of one view
+are the same surface as which of the other, so that the student's two views describe a seam alike.
 Positions are flat indices into h*w (row-major).
 """
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
@@ -72,27 +62,6 @@ def relation_matrix(feats_a: torch.Tensor, feats_b: torch.Tensor, temperature: f
     return log_r.exp(), log_r
 
 
-# Constant last channel of the depth descriptors [log depth]: patches whose log-depth variation is well
-# below it (~1 %) all look alike (flat) instead of comparing their rounding noise by cosine.
-FLAT_LOG_DEPTH = 0.01
-
-
-def depth_descriptors(depth: torch.Tensor, patch: int = 3) -> torch.Tensor:
-    """depth [B,V,h,w] metres (> 0) -> [B,V,patch^2+1,h,w]: each pixel's patch of log depth minus its mean
-    (edge-replicated), plus the constant FLAT_LOG_DEPTH. Invariant to a global depth scale."""
-    if depth.ndim != 4:
-        raise ValueError(f"depth must be [B,V,h,w], got {tuple(depth.shape)}")
-    if patch < 1 or patch % 2 == 0:
-        raise ValueError(f"patch must be odd and >= 1, got {patch}")
-    b, v, h, w = depth.shape
-    x = torch.log(depth.float().clamp_min(1e-6)).reshape(b * v, 1, h, w)
-    r = patch // 2
-    cols = F.unfold(F.pad(x, (r, r, r, r), mode="replicate"), patch)  # [BV, p^2, h*w]
-    cols = cols - cols.mean(dim=1, keepdim=True)
-    cols = torch.cat([cols, torch.full_like(cols[:, :1], FLAT_LOG_DEPTH)], dim=1)
-    return cols.reshape(b, v, patch * patch + 1, h, w)
-
-
 def _gather(feats: torch.Tensor, view: int, index: torch.Tensor) -> torch.Tensor:
     """feats [B,V,C,h*w] -> [B,M,C] at the flat positions `index` of one view."""
     return feats[:, view].index_select(-1, index).transpose(1, 2)
@@ -120,29 +89,17 @@ def relational_kl(student: torch.Tensor, teacher: torch.Tensor, overlap: Overlap
     return total / max(count, 1)
 
 
-def view_relational_kd(student_features: torch.Tensor, teacher_depth: torch.Tensor, indices: OverlapIndices, cfg: Any,
-                       teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """View-relational KD terms.
-
-    student_features [B,V,C,h,w] (decoder), teacher_depth [B,V,h,w] aligned metres, indices from
-    `overlap_indices(rig, h, w, ...)`, teacher_features [B,V,Ct,ht,wt] or None (bilinearly
-    resampled to h x w). cfg: uses w_vr_feat, w_vr_depth, vr_temperature, vr_patch.
-    Returns {'vr_feat', 'vr_depth'}, each only when its weight is > 0 (vr_feat also needs features).
-    """
+def view_relational_kd(student_features: torch.Tensor, teacher_features: torch.Tensor, indices: OverlapIndices,
+                       temperature: float) -> torch.Tensor:
+    """The view-relational term 'vr_feat': student_features [B,V,C,h,w] (decoder), teacher_features
+    [B,V,Ct,ht,wt] (bilinearly resampled to h x w, detached), indices from `overlap_indices(rig, h, w, ...)`.
+    Exactly 0 when the two relations coincide (e.g. identical features)."""
     if student_features.ndim != 5:
         raise ValueError(f"student_features must be [B,V,C,h,w], got {tuple(student_features.shape)}")
     b, v, _, h, w = student_features.shape
-    if teacher_depth.shape != (b, v, h, w):
-        raise ValueError(f"teacher_depth must be [B,V,h,w] = {(b, v, h, w)}, got {tuple(teacher_depth.shape)}")
-    out: dict[str, torch.Tensor] = {}
-    if cfg.w_vr_feat > 0 and teacher_features is not None:
-        if teacher_features.ndim != 5 or teacher_features.shape[:2] != (b, v):
-            raise ValueError(f"teacher_features must be [B,V,Ct,ht,wt] with B,V = {(b, v)}, got {tuple(teacher_features.shape)}")
-        tf = teacher_features.detach().float()
-        if tf.shape[-2:] != (h, w):
-            tf = F.interpolate(tf.flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False).reshape(b, v, -1, h, w)
-        out["vr_feat"] = relational_kl(student_features, tf, indices, cfg.vr_temperature)
-    if cfg.w_vr_depth > 0:
-        desc = depth_descriptors(teacher_depth.detach(), cfg.vr_patch)
-        out["vr_depth"] = relational_kl(student_features, desc, indices, cfg.vr_temperature)
-    return out
+    if teacher_features.ndim != 5 or teacher_features.shape[:2] != (b, v):
+        raise ValueError(f"teacher_features must be [B,V,Ct,ht,wt] with B,V = {(b, v)}, got {tuple(teacher_features.shape)}")
+    tf = teacher_features.detach().float()
+    if tf.shape[-2:] != (h, w):
+        tf = F.interpolate(tf.flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False).reshape(b, v, -1, h, w)
+    return relational_kl(student_features, tf, indices, temperature)

@@ -25,7 +25,9 @@ import yaml
 from ..data.surround import CachedDataset
 from ..model.checkpoint import save_student
 from ..model.student import create_student
-from .losses import DistillConfig, distillation_loss, overlap_indices
+from .config import DistillConfig
+from .losses import distillation_loss
+from .relational import overlap_indices
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pt"

@@ -1,7 +1,11 @@
 """DepthBinHead: metric depth as the expectation over adaptive depth bins (AdaBins-style).
 
-Per view, an MLP on pooled bottleneck features predicts N bin widths (softmax) in log depth
-over the canonical range [d_min, d_max]; centres are the midpoints of the cumulative edges.
+Per view, an MLP on pooled bottleneck features predicts the span [lo, hi] the bins cover (lo in
+the lower half of the canonical log range [d_min, d_max], hi in the upper half) and N bin widths
+(softmax) in log depth over it; centres are the midpoints of the cumulative edges. Why a
+predicted span: with edges fixed at d_min and d_max the first centre is the geometric midpoint
+of [d_min, e_1], so a view whose nearest bin should sit at 3 m needed e_1 = 18 m (with d_min 0.5 m),
+and bins of a given spacing could not be placed where the view's depths are.
 Per pixel, a softmax over N logits gives bin probabilities p_k; depth = sum_k p_k c_k and the
 model's own uncertainty is the standard deviation of that distribution. Both are predicted for
 the canonical focal length f0 and multiplied by fx / f0.
@@ -16,6 +20,9 @@ from torch import nn
 # Smallest share of the log-depth range a bin may take, so that no bin collapses to width 0
 # (keeps centres strictly increasing and gradients finite).
 MIN_BIN_SHARE = 1e-3
+# Initial logit of where the span's ends sit in their halves: sigmoid(-2) = 0.12, i.e. the bins
+# start spanning ~[0.7, 180] m of [0.5, 250] m and can narrow to where a view's depths are.
+SPAN_INIT_LOGIT = -2.0
 
 
 class DepthBinHead(nn.Module):
@@ -30,16 +37,24 @@ class DepthBinHead(nn.Module):
         # a per-pixel linear layer on channels-last features: the bin softmax then runs over the
         # last axis and the expectations are matmuls, ~3x faster on CPU than softmax over NCHW dim 1
         self.logits = nn.Linear(pixel_channels, num_bins)
-        self.widths = nn.Sequential(nn.Linear(global_channels, hidden), nn.ReLU(inplace=True),
-                                    nn.Linear(hidden, num_bins))
+        self.bins_mlp = nn.Sequential(nn.Linear(global_channels, hidden), nn.ReLU(inplace=True))
+        self.widths = nn.Linear(hidden, num_bins)
+        self.span = nn.Linear(hidden, 2)  # where lo and hi sit within their halves of the range (sigmoid)
+        nn.init.zeros_(self.span.weight)
+        nn.init.constant_(self.span.bias, SPAN_INIT_LOGIT)
 
     def bin_centres(self, global_feats: torch.Tensor) -> torch.Tensor:
         """Canonical bin centres [M,N] metres, increasing, inside (d_min, d_max); global_feats [M,G]."""
-        share = torch.softmax(self.widths(global_feats), dim=-1)
+        hidden = self.bins_mlp(global_feats)
+        share = torch.softmax(self.widths(hidden), dim=-1)
         share = share * (1.0 - self.num_bins * MIN_BIN_SHARE) + MIN_BIN_SHARE
-        log_lo, log_hi = math.log(self.min_depth_m), math.log(self.max_depth_m)
+        log_min, log_max = math.log(self.min_depth_m), math.log(self.max_depth_m)
+        half = 0.5 * (log_max - log_min)
+        span = torch.sigmoid(self.span(hidden))  # [M,2]
+        log_lo = log_min + half * span[:, :1]  # in the lower half of the range
+        log_hi = log_max - half * span[:, 1:]  # in the upper half
         edges = log_lo + (log_hi - log_lo) * torch.cumsum(share, dim=-1)  # upper edges
-        lower = torch.cat([torch.full_like(edges[:, :1], log_lo), edges[:, :-1]], dim=-1)
+        lower = torch.cat([log_lo, edges[:, :-1]], dim=-1)
         return torch.exp(0.5 * (lower + edges))
 
     def forward(self, pixel_feats: torch.Tensor, global_feats: torch.Tensor,

@@ -115,11 +115,24 @@ class SurroundDepthStudent(nn.Module):
                      out_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Bin head on decoder features; depth and depth_std [M,1,H,W] upsampled to out_size (H, W).
 
+        The upsampled pixel's distribution is the bilinear mixture of its neighbours' bin
+        distributions: depth is the mixture's mean and depth_std its std, sqrt(up(std^2 + depth^2)
+        - up(depth)^2), so a pixel between a near and a far neighbour (a depth edge, where the
+        errors are) is uncertain; interpolating the std itself would only average two small stds.
+        Moments in units of max_depth_m (<= 1), so that fp16 engines do not overflow.
         probs/logits stay channels-last [M,h,w,N] here (the fast layout); `forward` permutes them.
         """
         out = self.head(feats["features"], feats["pooled"], focal_px.flatten())
-        for key in ("depth", "depth_std"):
-            out[key] = F.interpolate(out[key], size=out_size, mode="bilinear", align_corners=False)
+        unit = self.config.max_depth_m
+
+        def up(x):
+            return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+
+        mean = out["depth"] / unit
+        moment2 = up(mean * mean + (out["depth_std"] / unit) ** 2)
+        mean = up(mean)
+        out["depth"] = mean * unit
+        out["depth_std"] = torch.sqrt((moment2 - mean * mean).clamp_min(0) + 1e-12) * unit
         return out
 
     def predict(self, images: torch.Tensor, focal_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

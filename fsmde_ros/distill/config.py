@@ -1,0 +1,96 @@
+"""DistillConfig: the weight and temperature of every loss term in one dataclass (docs/method.md).
+
+Weight 0 switches a term off (it is not computed). The ablation's rows are presets of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# How the teacher's scale-invariant disparity is turned into a bin position (`teacher_bin_position`):
+# 'log': uniform in log of the normalised disparity (relative log depth); 'disparity': uniform in the
+# normalised disparity; 'rank': the pixel's rank in its image (equal-mass bins).
+CI_BINNINGS = ("log", "disparity", "rank")
+CHAMFER_SPACES = ("log", "metric")
+CHAMFER_DIRECTIONS = ("gt_to_centres", "both")
+WEIGHTS = ("w_silog", "w_bins", "w_bin_nll", "w_ci_kl", "w_ci_depth", "w_vr_feat")
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Weights and temperatures of the distillation losses (`distillation_loss`).
+
+    The paper's values are not public. SILog lambda 0.85 and its factor 10 (BTS/AdaBins), Chamfer
+    weight 0.1 (AdaBins), only from each GT depth to its nearest centre by default: the other half
+    (every centre near some return) pulls the bins of a view's far, unlabelled pixels (above the
+    lidar's top beam, past its range) down onto its farthest returns. w_bin_nll: the GT's likelihood under the bin distribution (what makes
+    depth_std mean something), in nats per lidar cell. CI KD: KL in nats per informative pixel,
+    ci_depth a SILog like the supervised term. tau_bins: temperature of the teacher's bin
+    distribution in squared bins, q_k ∝ exp(-(z - k - 1/2)^2 / tau): 2.0 is a std of one bin.
+    teacher_far_floor: pixels whose normalised disparity (0 = the image's 1st percentile, 1 = its
+    99th) lies below it are the teacher's far floor (sky, or beyond what it resolves) and are left
+    out of the KL. vr_temperature 0.1: the usual temperature of cosine relations.
+    """
+
+    w_silog: float = 1.0
+    w_bins: float = 0.1
+    w_bin_nll: float = 0.5
+    w_ci_kl: float = 1.0
+    w_ci_depth: float = 1.0
+    w_vr_feat: float = 1.0
+    silog_variance_focus: float = 0.85
+    silog_per_image: bool = True
+    chamfer_space: str = "log"
+    chamfer_directions: str = "gt_to_centres"
+    chamfer_max_points: int = 4096  # GT depths per view in the chamfer (random subset beyond)
+    ci_binning: str = "log"
+    tau_bins: float = 2.0
+    teacher_far_floor: float = 0.02
+    vr_temperature: float = 0.1
+    vr_samples: int = 256  # positions per overlap strip (a 256 x 256 relation per pair)
+    gt_max_depth_m: float | None = None  # ignore GT beyond this (None: keep all)
+
+    def __post_init__(self) -> None:
+        bad = [k for k in WEIGHTS if not getattr(self, k) >= 0]
+        bad += [k for k in ("tau_bins", "vr_temperature") if not getattr(self, k) > 0]
+        if not 0 <= self.silog_variance_focus <= 1:
+            bad.append("silog_variance_focus")
+        if self.ci_binning not in CI_BINNINGS:
+            bad.append(f"ci_binning (one of {', '.join(CI_BINNINGS)})")
+        if self.chamfer_directions not in CHAMFER_DIRECTIONS:
+            bad.append(f"chamfer_directions (one of {', '.join(CHAMFER_DIRECTIONS)})")
+        if self.chamfer_space not in CHAMFER_SPACES:
+            bad.append(f"chamfer_space (one of {', '.join(CHAMFER_SPACES)})")
+        if not 0 <= self.teacher_far_floor < 1:
+            bad.append("teacher_far_floor (in [0, 1))")
+        if self.vr_samples < 2 or self.chamfer_max_points < 1:
+            bad.append("vr_samples/chamfer_max_points")
+        if bad:
+            raise ValueError(f"bad DistillConfig values for {bad}: {self}")
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.w_ci_kl > 0 or self.w_ci_depth > 0 or self.w_vr_feat > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "DistillConfig":
+        d = dict(d or {})
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown DistillConfig keys {unknown}; valid: {sorted(f.name for f in dataclasses.fields(cls))}")
+        return cls(**d)
+
+
+# The ablation's rows (docs/method.md): which KD terms each switches off.
+ABLATION_ROWS = {"supervised": ("w_ci_kl", "w_ci_depth", "w_vr_feat"), "ci_kd": ("w_vr_feat",),
+                 "vr_kd": ("w_ci_kl", "w_ci_depth"), "full": ()}
+
+
+def ablation_presets(base: DistillConfig | None = None) -> dict[str, DistillConfig]:
+    """The ablation table's rows from `base` (default: the defaults): supervised only, + cross-interaction
+    KD, + view-relational KD, full. Every row keeps the GT terms (SILog, Chamfer, bin likelihood)."""
+    base = base or DistillConfig()
+    return {row: dataclasses.replace(base, **dict.fromkeys(off, 0.0)) for row, off in ABLATION_ROWS.items()}
