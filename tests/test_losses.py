@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from fsmde_ros.data.synthetic import SyntheticSurround
 from fsmde_ros.distill.config import DistillConfig, ablation_presets
-from fsmde_ros.distill.cross_interaction import cross_interaction_kd, teacher_bin_position, teacher_bin_probs
+from fsmde_ros.distill.cross_interaction import (cross_interaction_kd, register_to_student, teacher_bin_position,
+                                                 teacher_bin_probs)
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices, relation_matrix, view_relational_kd
 from fsmde_ros.distill.supervised import bin_chamfer_loss, bin_nll_loss, silog_loss
@@ -166,6 +167,29 @@ def test_kl_is_zero_when_the_student_follows_the_teacher():
     assert abs(float(terms["ci_kl"])) < 1e-5
     flat = cross_interaction_kd(_student_out(centres, torch.zeros_like(bins.q)), bins, sparse(depth), DistillConfig())
     assert float(flat["ci_kl"]) > 0.5
+
+
+def test_registration_moves_q_by_the_students_shift_and_keeps_its_shape():
+    """On the log grid a depth scale is a shift of the bin axis: a student whose bins sit 3 bins off
+    the teacher's anchor (but follows its structure) gets KL ~ 0 after registration, not before."""
+    depth = smooth_depth(1, 6, H, W, seed=7, lo=4.0, hi=30.0)
+    bins = teacher_bin_probs(teacher_of(depth), N_BINS, BIN_GRID, DistillConfig(tau_bins=2.0))
+    shifted = teacher_bin_position(teacher_of(depth), N_BINS, BIN_GRID, "log")[0]
+    inner = bins.informative & (shifted < N_BINS - 4)  # room to move 3 bins
+    bins = bins._replace(informative=inner)
+    itself = register_to_student(bins, bins.log_q, 2.0)  # registered to itself: (nearly) no shift
+    assert (itself.position - bins.position)[inner].abs().max() < 0.1
+    moved_p = _bins_at_shift(bins, 3.0)
+    reg = register_to_student(bins, moved_p, 2.0)
+    kl_before = float(((bins.q * (bins.log_q - moved_p)).sum(2)[inner]).mean())
+    kl_after = float(((reg.q * (reg.log_q - moved_p)).sum(2)[inner]).mean())
+    assert kl_before > 1.0 and kl_after < 0.05, (kl_before, kl_after)
+    assert torch.allclose((reg.position - bins.position)[inner], torch.tensor(3.0), atol=0.1)
+
+
+def _bins_at_shift(bins, shift):
+    k = torch.arange(N_BINS, dtype=torch.float32)[:, None, None] + 0.5
+    return torch.log_softmax(-((bins.position + shift)[:, :, None] - k) ** 2 / 2.0, dim=2)
 
 
 @pytest.fixture(scope="module")

@@ -101,13 +101,37 @@ def teacher_bin_position(teacher: torch.Tensor, num_bins: int, size: tuple[int, 
     return torch.where(informative, z, last), informative
 
 
+def _bins_at(z: torch.Tensor, informative: torch.Tensor, num_bins: int, tau: float) -> TeacherBins:
+    centre = torch.arange(num_bins, device=z.device, dtype=torch.float32)[:, None, None] + 0.5  # [N,1,1]
+    log_q = torch.log_softmax(-(z[:, :, None] - centre) ** 2 / tau, dim=2)
+    return TeacherBins(log_q.exp(), log_q, informative, z)
+
+
 @torch.no_grad()
 def teacher_bin_probs(teacher: torch.Tensor, num_bins: int, size: tuple[int, int], cfg: DistillConfig) -> TeacherBins:
     """The teacher's scale-invariant bin probabilities q [B,V,N,*size] (a stop-gradient target; see module doc)."""
     z, informative = teacher_bin_position(teacher, num_bins, size, cfg.ci_binning, cfg.teacher_far_floor)
-    centre = torch.arange(num_bins, device=z.device, dtype=torch.float32)[:, None, None] + 0.5  # [N,1,1]
-    log_q = torch.log_softmax(-(z[:, :, None] - centre) ** 2 / cfg.tau_bins, dim=2)
-    return TeacherBins(log_q.exp(), log_q, informative, z)
+    return _bins_at(z, informative, num_bins, cfg.tau_bins)
+
+
+@torch.no_grad()
+def register_to_student(bins: TeacherBins, log_p: torch.Tensor, tau: float) -> TeacherBins:
+    """q moved along the bin axis, per view, by the shift that best registers it to the student's p.
+
+    On a log grid a depth scale is a shift of the bin axis, and the teacher's anchor (the near end
+    of its normalised disparity) is a per-image accident the student cannot see (its log depth
+    varies with std 0.27 per camera on the synthetic benchmark, ~4 bins). The KL is therefore taken
+    up to that shift: s = median over the informative pixels of (E_p[k] - z), a stop-gradient. The
+    shape of q, what the teacher knows, is untouched; only where its axis sits is the student's.
+    log_p [B,V,N,h,w]; returns TeacherBins at z + s (clamped into the axis).
+    """
+    n = log_p.shape[2]
+    k = torch.arange(n, device=log_p.device, dtype=torch.float32)[:, None, None] + 0.5
+    expected = (log_p.detach().float().exp() * k).sum(dim=2)  # [B,V,h,w]
+    diff = torch.where(bins.informative, expected - bins.position, torch.full_like(expected, float("nan")))
+    shift = torch.nan_to_num(torch.nanmedian(diff.flatten(2), dim=2).values, nan=0.0)  # [B,V]
+    z = torch.where(bins.informative, (bins.position + shift[..., None, None]).clamp(0.0, n - 1e-4), bins.position)
+    return _bins_at(z, bins.informative, n, tau)
 
 
 def log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .config import DistillConfig
-from .cross_interaction import cross_interaction_kd, log_probs, teacher_bin_probs
+from .cross_interaction import cross_interaction_kd, log_probs, register_to_student, teacher_bin_probs
 from .relational import OverlapIndices, view_relational_kd
 from .supervised import bin_chamfer_loss, bin_nll_loss, silog_loss, valid_gt
 
@@ -44,6 +44,8 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
                              "'supervised' preset or provide teacher predictions)")
         scores = out["logits"] if "logits" in out else out["probs"]
         bins = teacher_bin_probs(batch["teacher"], scores.shape[2], tuple(scores.shape[-2:]), cfg)
+        if cfg.ci_register:
+            bins = register_to_student(bins, log_probs(out), cfg.tau_bins)
         terms.update(cross_interaction_kd(out, bins, gt, cfg))
     if cfg.w_vr_feat > 0:
         if batch.get("teacher_features") is None:
