@@ -148,8 +148,7 @@ def sparsification_figure(curves: Sequence[tuple[str, dict]], width: int = 640, 
     def px(f, y):
         return int(left + f / 0.98 * w), int(top + h - min(y, top_y) / top_y * h)
 
-    for k in range(6):
-        y = top_y * k / 5
+    for y in np.arange(0.0, top_y + 1e-9, 0.2):
         cv2.line(img, px(0, y), px(0.98, y), (225, 225, 225), 1)
         cv2.putText(img, f"{y:.1f}", (14, px(0, y)[1] + 4), FONT, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
     for f in (0.0, 0.25, 0.5, 0.75):
@@ -169,7 +168,7 @@ def sparsification_figure(curves: Sequence[tuple[str, dict]], width: int = 640, 
             else:
                 cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
         cv2.putText(img, f"{label}: AUSE {res['ause']:.3f} (random {res['ause_random']:.3f}), AURG {res['aurg']:.3f}",
-                    (left + 10, top + 18 + 18 * n), FONT, 0.45, colour, 1, cv2.LINE_AA)
+                    (left + 10, top + h - 26 - 18 * (len(curves) - 1 - n)), FONT, 0.45, colour, 1, cv2.LINE_AA)
     cv2.putText(img, "solid: model, dashed: oracle (largest errors first)", (left + 10, top + h - 8), FONT, 0.4,
                 (90, 90, 90), 1, cv2.LINE_AA)
     return img
