@@ -12,7 +12,7 @@ from fsmde_ros.distill.cross_interaction import (cross_interaction_kd, register_
                                                  teacher_bin_probs)
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices, relation_matrix, view_relational_kd
-from fsmde_ros.distill.supervised import bin_chamfer_loss, bin_nll_loss, silog_loss
+from fsmde_ros.distill.supervised import bin_chamfer_loss, bin_nll_loss, silog_loss, std_laplace_nll
 from fsmde_ros.geometry import overlap_mask
 from fsmde_ros.model.student import create_student
 from fsmde_ros.rig import load_rig
@@ -238,6 +238,16 @@ def test_bin_nll_is_lowest_for_mass_on_the_gt_bins_and_leaves_the_centres_alone(
     loss.backward()
     assert centres.grad is None and logits.grad.abs().sum() > 0
     assert float(bin_nll_loss(broad, centres.detach(), torch.zeros_like(gt))) == 0.0  # no GT: 0
+
+
+def test_std_nll_is_lowest_when_the_std_is_the_size_of_the_error():
+    gt = sparse(smooth_depth(1, 6, H, W, seed=8), 0.3)
+    err = 0.2
+    depth = gt.clamp_min(1.0) * math.exp(err)  # a 20 % (log) error everywhere
+    nll = {r: float(std_laplace_nll(depth, r * depth, gt)) for r in (0.05, err, 0.8)}
+    assert nll[err] < nll[0.05] and nll[err] < nll[0.8]
+    assert nll[err] == pytest.approx(1 + math.log(err), rel=1e-4)
+    assert float(std_laplace_nll(depth, 0.2 * depth, torch.zeros_like(gt))) == 0.0
 
 
 # -- gradients through the real student -------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 CI_BINNINGS = ("log", "disparity", "rank")
 CHAMFER_SPACES = ("log", "metric")
 CHAMFER_DIRECTIONS = ("both", "gt_to_centres")
-WEIGHTS = ("w_silog", "w_bins", "w_bin_nll", "w_ci_kl", "w_ci_depth", "w_vr_feat")
+WEIGHTS = ("w_silog", "w_bins", "w_bin_nll", "w_std_nll", "w_ci_kl", "w_ci_depth", "w_vr_feat")
 
 
 @dataclasses.dataclass
@@ -37,6 +37,7 @@ class DistillConfig:
     w_silog: float = 1.0
     w_bins: float = 0.1
     w_bin_nll: float = 0.5
+    w_std_nll: float = 0.0  # Laplace likelihood of the GT with depth_std as the scale (`std_laplace_nll`; off)
     w_ci_kl: float = 1.0
     w_ci_depth: float = 0.2
     w_vr_feat: float = 1.0

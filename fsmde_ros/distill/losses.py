@@ -15,7 +15,7 @@ import torch
 from .config import DistillConfig
 from .cross_interaction import cross_interaction_kd, log_probs, register_to_student, teacher_bin_probs
 from .relational import OverlapIndices, view_relational_kd
-from .supervised import bin_chamfer_loss, bin_nll_loss, silog_loss, valid_gt
+from .supervised import bin_chamfer_loss, bin_nll_loss, silog_loss, std_laplace_nll, valid_gt
 
 
 def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: DistillConfig,
@@ -24,7 +24,7 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
 
     out: the student's forward dict; batch: 'gt' [B,V,H,W] m, 'teacher' [B,V,Ht,Wt] (the CI terms),
     'teacher_features' [B,V,Ct,ht,wt] (vr_feat); overlap: `overlap_indices` at the feature
-    resolution (vr_feat). Terms: silog, bins, bin_nll, ci_kl, ci_depth, vr_feat.
+    resolution (vr_feat). Terms: silog, bins, bin_nll, std_nll, ci_kl, ci_depth, vr_feat.
     """
     depth, gt = out["depth"], batch["gt"]
     if depth.ndim != 4 or gt.shape != depth.shape:
@@ -38,6 +38,8 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
                                          directions=cfg.chamfer_directions)
     if cfg.w_bin_nll > 0:
         terms["bin_nll"] = bin_nll_loss(log_probs(out), out["centres"], gt, valid)
+    if cfg.w_std_nll > 0:
+        terms["std_nll"] = std_laplace_nll(depth, out["depth_std"], gt, valid)
     if cfg.w_ci_kl > 0 or cfg.w_ci_depth > 0:
         if batch.get("teacher") is None:
             raise ValueError("the cross-interaction KD terms are enabled but the batch has no 'teacher' (use the "

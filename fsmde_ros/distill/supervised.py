@@ -120,3 +120,24 @@ def bin_nll_loss(log_p: torch.Tensor, centres: torch.Tensor, gt: torch.Tensor, v
     nll = -((1 - w_hi) * lp.gather(1, lo[:, None]).squeeze(1) + w_hi * lp.gather(1, hi[:, None]).squeeze(1))
     m = has.reshape(b * v, h * w).float()
     return (nll * m).sum() / m.sum().clamp_min(1)
+
+
+def std_laplace_nll(depth: torch.Tensor, depth_std: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
+                    min_ratio: float = 1e-3) -> torch.Tensor:
+    """Laplace negative log-likelihood of the GT in log depth with the student's relative std as scale.
+
+    depth, depth_std, gt [B,V,H,W] metres: with s = depth_std / depth (>= min_ratio) and
+    e = |log depth - log gt|, mean over valid GT of e / s + log s. Minimised per pixel by s = e, so
+    it trains the bin distribution's spread to be the size of its error there (an alternative to
+    `bin_nll_loss`, which only sees the bins; `w_std_nll`). No GT -> 0 with grad.
+    """
+    if not depth.shape == depth_std.shape == gt.shape:
+        raise ValueError(f"std_laplace_nll needs depth, depth_std and gt of one shape, got {tuple(depth.shape)}, "
+                         f"{tuple(depth_std.shape)}, {tuple(gt.shape)}")
+    valid = valid_gt(gt) if valid is None else valid.bool() & valid_gt(gt)
+    d = depth.float().clamp_min(1e-3)
+    s = (depth_std.float() / d).clamp_min(min_ratio)
+    safe = torch.where(valid, gt.float(), torch.ones_like(d))
+    e = (torch.log(d) - torch.log(safe)).abs()
+    nll = torch.where(valid, e / s + torch.log(s), torch.zeros_like(d))
+    return nll.sum() / valid.float().sum().clamp_min(1)
