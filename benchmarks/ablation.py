@@ -7,11 +7,12 @@ Each run is scored on held-out worlds of both rigs (4 per rig, seeds >= 100, nev
 with lidar GT (the surround-depth protocol) and dense GT (every pixel to the cap: what the cloud
 shows), metric (no scaling), plus the cross-view disagreement and the uncertainty's AUSE.
 
-Runs resume: each (row, seed) trains into `--out/<row>_s<seed>` and keeps its scores there, so the
-same command continues where it stopped (run it in the background and poll). `docs/ablation.json`
+Runs resume: each (row, seed) trains into `--out/<row>_s<seed>` (default ~/.cache/fsmde_ros/ablation)
+and keeps its scores there, so the same command continues where it stopped (run it in the
+background and poll; `--collect` only gathers the finished runs). `docs/ablation.json`
 is rewritten after every run, and `--report` turns it into the table in docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/ablation.py [--steps 4000 --seeds 0 1 --out runs/ablation] [--rows ...]
+    .venv/bin/python benchmarks/ablation.py [--steps 4000 --seeds 0 1] [--rows ...] [--collect]
     .venv/bin/python benchmarks/ablation.py --report            # the table from docs/ablation.json
 """
 from __future__ import annotations
@@ -99,7 +100,7 @@ def run_row(row: str, seed: int, args, loss: DistillConfig, train_over: dict, he
     lidar = [evaluate(backend, ds, progress=False) for ds in held_out]
     dense = [evaluate(backend, ds, dense_gt=True, progress=False) for ds in held_out]
     mean = lambda evs, f: float(np.mean([f(e) for e in evs]))  # noqa: E731 - over the held-out worlds of both rigs
-    scores = {"lidar_abs_rel": mean(lidar, lambda e: e["metric"]["abs_rel"]),
+    scores = {"commit": args.commit, "lidar_abs_rel": mean(lidar, lambda e: e["metric"]["abs_rel"]),
               "dense_abs_rel": mean(dense, lambda e: e["metric"]["abs_rel"]),
               "cross_view_rel": mean(lidar, lambda e: e["consistency"]["rel"]),
               "ause": mean(lidar, lambda e: e["uncertainty"]["ause"]),
@@ -115,8 +116,9 @@ def run_row(row: str, seed: int, args, loss: DistillConfig, train_over: dict, he
 def write_json(args, results: dict) -> None:
     """docs/ablation.json in the issue's form: per row, one value per finished seed."""
     rows = {row: {k: [s[k] for s in per_seed] for k in JSON_KEYS} for row, per_seed in results.items() if per_seed}
-    doc = {"command": args.command, "commit": _commit(), "steps": args.steps, "height": args.height, "width": args.width,
-           "seeds": args.seeds, "rows": rows}
+    commits = sorted({s.get("commit", "unknown") for per_seed in results.values() for s in per_seed})
+    doc = {"command": args.command, "commit": ",".join(commits) or args.commit, "steps": args.steps, "height": args.height,
+           "width": args.width, "seeds": args.seeds, "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -174,7 +176,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=160, help="training and evaluation width [px]")
     ap.add_argument("--student", default="fsmde_lcnet", help="named student (fsmde_ros.model.student.STUDENTS)")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), help="rows to run")
-    ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="run directories (resumable)")
+    ap.add_argument("--out", type=Path, default=Path("~/.cache/fsmde_ros/ablation"),
+                    help="run directories (resumable; outside the checkout, so a fresh clone resumes them too)")
     ap.add_argument("--json", type=Path, default=ABLATION_JSON, help="the ablation's JSON (rewritten after each run)")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="DistillConfig overrides for every row, e.g. --set tau_bins=4 ci_binning=disparity "
@@ -182,11 +185,15 @@ def main() -> None:
     ap.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE",
                     help="TrainConfig overrides for every row, e.g. --train-set lr=0.001")
     ap.add_argument("--report", action="store_true", help="only render docs/ablation.json into docs/benchmarks.md")
+    ap.add_argument("--collect", action="store_true",
+                    help="train nothing: write --json from the runs finished under --out (then the report)")
     args = ap.parse_args()
+    args.out = args.out.expanduser()
     if args.report:
         report(args.json, BENCHMARKS_MD, args.out)
         return
-    args.command = "benchmarks/ablation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    args.commit = _commit()  # of the code that trains; each run keeps its own in its scores
+    args.command = "benchmarks/ablation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--collect")
     base = DistillConfig.from_dict(_overrides(args.set, set(DistillConfig().to_dict()), "DistillConfig", ap))
     train_over = _overrides(args.train_set, set(TrainConfig().__dict__), "TrainConfig", ap)
     presets = ablation_presets(base)
@@ -204,6 +211,10 @@ def main() -> None:
         paths = [args.out / f"{row}_s{seed}" / "scores.json" for seed in args.seeds]
         return [json.loads(p.read_text()) for p in paths if p.exists()]
 
+    if args.collect:
+        write_json(args, {r: finished(r) for r in ROWS})
+        report(args.json, BENCHMARKS_MD, args.out)
+        return
     for seed in args.seeds:  # every row at the first seed first: a stopped run leaves a complete table of one seed
         for row in args.rows:
             scores = run_row(row, seed, args, presets[row], train_over, held_out)
