@@ -85,11 +85,9 @@ def teacher_bin_position(teacher: torch.Tensor, num_bins: int, size: tuple[int, 
     informative = finite & (u >= far_floor)
     b, v, h, w = t.shape
     last = torch.full_like(t, num_bins - 0.5)
-    if binning == "log":
-        z = torch.log(u.clamp(far_floor, 1.0)) / math.log(far_floor) * num_bins
-        return torch.where(informative, z.clamp(0.0, num_bins - 1e-4), last), informative
-    if binning == "disparity":
-        z = (1.0 - u.clamp(0.0, 1.0)) * num_bins
+    if binning in ("log", "disparity"):  # fixed grids in normalised disparity
+        z = (torch.log(u.clamp(far_floor, 1.0)) / math.log(far_floor) if binning == "log"
+             else 1.0 - u.clamp(0.0, 1.0)) * num_bins
         return torch.where(informative, z.clamp(0.0, num_bins - 1e-4), last), informative
     # rank by decreasing disparity among the informative pixels (the others sort last and are overwritten)
     key = torch.where(informative, -t, torch.full_like(t, float("inf"))).reshape(b * v, h * w)
@@ -142,7 +140,7 @@ def log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def cross_interaction_kd(out: dict[str, torch.Tensor], bins: TeacherBins, gt: torch.Tensor,
-                         cfg: DistillConfig) -> dict[str, torch.Tensor]:
+                         cfg: DistillConfig, log_p: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """'ci_kl' = KL(q || p) averaged over the informative pixels (reaches the pixel logits only);
     'ci_depth' = SILog(sum_k q_k c_k, upsampled to H x W, gt) (reaches the centres only). Each only when
     its weight is > 0. out: 'centres' [B,V,N], 'logits' (or 'probs') [B,V,N,h,w], 'depth' [B,V,H,W];
@@ -156,7 +154,7 @@ def cross_interaction_kd(out: dict[str, torch.Tensor], bins: TeacherBins, gt: to
                          f"{tuple(centres.shape)}, {tuple(scores.shape)} and {tuple(bins.q.shape)}")
     terms: dict[str, torch.Tensor] = {}
     if cfg.w_ci_kl > 0:
-        kl = (bins.q * (bins.log_q - log_probs(out))).sum(dim=2)  # [B,V,h,w]
+        kl = (bins.q * (bins.log_q - (log_probs(out) if log_p is None else log_p))).sum(dim=2)  # [B,V,h,w]
         mask = bins.informative.float()
         terms["ci_kl"] = (kl * mask).sum() / mask.sum().clamp_min(1)
     if cfg.w_ci_depth > 0:

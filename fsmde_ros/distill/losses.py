@@ -30,6 +30,7 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
     if depth.ndim != 4 or gt.shape != depth.shape:
         raise ValueError(f"gt must match the student's depth [B,V,H,W] = {tuple(depth.shape)}, got {tuple(gt.shape)}")
     valid = valid_gt(gt, cfg.gt_max_depth_m)
+    log_p = log_probs(out)  # [B,V,N,h,w], shared by bin_nll, the registration and ci_kl
     terms: dict[str, torch.Tensor] = {}
     if cfg.w_silog > 0:
         terms["silog"] = silog_loss(depth, gt, valid, cfg.silog_variance_focus, cfg.silog_per_image)
@@ -37,18 +38,17 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
         terms["bins"] = bin_chamfer_loss(out["centres"], gt, valid, cfg.chamfer_max_points, cfg.chamfer_space,
                                          directions=cfg.chamfer_directions)
     if cfg.w_bin_nll > 0:
-        terms["bin_nll"] = bin_nll_loss(log_probs(out), out["centres"], gt, valid)
+        terms["bin_nll"] = bin_nll_loss(log_p, out["centres"], gt, valid)
     if cfg.w_std_nll > 0:
         terms["std_nll"] = std_laplace_nll(depth, out["depth_std"], gt, valid)
     if cfg.w_ci_kl > 0 or cfg.w_ci_depth > 0:
         if batch.get("teacher") is None:
             raise ValueError("the cross-interaction KD terms are enabled but the batch has no 'teacher' (use the "
                              "'supervised' preset or provide teacher predictions)")
-        scores = out["logits"] if "logits" in out else out["probs"]
-        bins = teacher_bin_probs(batch["teacher"], scores.shape[2], tuple(scores.shape[-2:]), cfg)
+        bins = teacher_bin_probs(batch["teacher"], log_p.shape[2], tuple(log_p.shape[-2:]), cfg)
         if cfg.ci_register:
-            bins = register_to_student(bins, log_probs(out), cfg.tau_bins)
-        terms.update(cross_interaction_kd(out, bins, gt, cfg))
+            bins = register_to_student(bins, log_p, cfg.tau_bins)
+        terms.update(cross_interaction_kd(out, bins, gt, cfg, log_p))
     if cfg.w_vr_feat > 0:
         if batch.get("teacher_features") is None:
             raise ValueError("view-relational KD (w_vr_feat > 0) needs the teacher's features: cache them with "
