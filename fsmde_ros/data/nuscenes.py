@@ -25,7 +25,7 @@ Item keys (SurroundDataset interface): images uint8 [6,H,W,3] RGB, lidar_depth f
 (0 = none), K [6,3,3] at HxW, T_base_cam [6,4,4], stamp [s] (the lidar/sample time), stamps [6]
 per camera [s], T_world_base [4,4] (global <- ego at the lidar time), T_world_base_cams [6,4,4]
 (ego pose at each camera's time), lidar_points float32 [N,3] in base_link at the lidar time, index,
-camera_names, scene, sample_token. Evaluation caps nuScenes depth at `NUSCENES_MAX_DEPTH_M`.
+camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.geometry.metrics.MAX_DEPTH_M['nuscenes']`.
 
 Splits: nuScenes' official scene lists, `nuscenes.utils.splits.create_splits_scenes()`: `train`
 (700 scenes) / `val` (150) / `test` (150) of v1.0-trainval / v1.0-test, and `mini_train` (8) /
@@ -47,14 +47,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fsmde_ros.data.ddad import CorruptFileError, build_rig, read_rgb, resize_image
+from fsmde_ros.data.dataset_files import (
+    CorruptFileError,
+    build_rig,
+    read_rgb,
+    resize_image,
+)
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
-from fsmde_ros.geometry import invert_transform, transform_points
-from fsmde_ros.rig import RigError, load_rig, scale_intrinsics
+from fsmde_ros.geometry.projection import invert_transform, transform_points
+from fsmde_ros.geometry.rig import RigError, load_rig, scale_intrinsics
 
 NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 NUSCENES_LIDAR = "LIDAR_TOP"
-NUSCENES_MAX_DEPTH_M = 80.0  # evaluation cap (DESIGN.md section 6)
 DEVKIT_HINT = ("install the 'nuscenes' extra: pip install -c constraints.txt 'fsmde_ros[nuscenes]' "
                "(or pip install -c constraints.txt nuscenes-devkit)")
 # the tables this reader needs (the devkit loads a few more and names any it cannot find)

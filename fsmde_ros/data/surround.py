@@ -57,7 +57,7 @@ def open_dataset(spec: str, height: int = 192, width: int = 320):
     """A SurroundDataset from a spec string (see the module doc)."""
     kind, target, opts = parse_spec(spec)
     if kind == "synthetic":
-        from .synthetic import SyntheticSurround
+        from fsmde_ros.data.synthetic import SyntheticSurround
 
         known = {"seed", "frames", "stride", "speed"}
         unknown = set(opts) - known
@@ -94,14 +94,14 @@ def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], 
         raise ValueError(f"{spec}: unknown options {sorted(unknown)}; {kind} takes {sorted(known)}")
     stride = int(opts.get("stride", 1))
     if kind == "ddad":
-        from .ddad import DDADDataset
+        from fsmde_ros.data.ddad import DDADDataset
 
         scenes = [s for s in opts["scenes"].split(",") if s] if opts.get("scenes") else None
         ds = DDADDataset(target, split=opts.get("split", "val"), height=height, width=width,
                          masks=_flag(opts.get("masks", "1"), spec, "masks"), mask_dir=opts.get("mask_dir"),
                          scenes=scenes, ego_motion=_flag(opts.get("ego_motion", "1"), spec, "ego_motion"))
     else:
-        from .nuscenes import NuScenesDataset
+        from fsmde_ros.data.nuscenes import NuScenesDataset
 
         ds = NuScenesDataset(target, version=opts.get("version", "v1.0-mini"), split=opts.get("split", "val"),
                              height=height, width=width, condition=opts.get("condition", "all"))

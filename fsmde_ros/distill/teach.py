@@ -22,7 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fsmde_ros.model.teachers import RelativeDepthTeacher, as_float_images, teacher_output
+from fsmde_ros.model.teachers import (
+    RelativeDepthTeacher,
+    as_float_images,
+    teacher_output,
+)
 
 logger = logging.getLogger(__name__)
 

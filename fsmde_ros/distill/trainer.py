@@ -22,12 +22,12 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from ..data.surround import CachedDataset
-from ..model.checkpoint import save_student
-from ..model.student import create_student
-from .config import DistillConfig
-from .losses import distillation_loss
-from .relational import overlap_indices
+from fsmde_ros.data.surround import CachedDataset
+from fsmde_ros.distill.config import DistillConfig
+from fsmde_ros.distill.losses import distillation_loss
+from fsmde_ros.distill.relational import overlap_indices
+from fsmde_ros.model.checkpoint import save_student
+from fsmde_ros.model.student import create_student
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pt"
@@ -122,14 +122,14 @@ class Trainer:
         self.index = [(d, i) for d in range(len(self.datasets)) for i in range(len(self.datasets[d]))]
         self.teacher_caches = None
         if cfg.teacher != "synthetic":
-            from .teach import TeacherCache
+            from fsmde_ros.distill.teach import TeacherCache
 
             root = Path(cfg.teacher).expanduser()
             self.teacher_caches = [TeacherCache(root / ds.key, ds) for ds in self.datasets]
         self.overlaps: dict[str, Any] = {}
         self.model = create_student(cfg.student, encoder_weights=cfg.encoder_weights, **cfg.student_overrides).to(self.device)
         if cfg.init_checkpoint:
-            from ..model.checkpoint import load_student
+            from fsmde_ros.model.checkpoint import load_student
 
             self.model.load_state_dict(load_student(cfg.init_checkpoint).state_dict())
         self.ddp = None
@@ -216,7 +216,7 @@ class Trainer:
         state_path, model_path = self.out / TRAIN_STATE, self.out / "student.pt"
         if not (state_path.exists() and model_path.exists()):
             return False
-        from ..model.checkpoint import read_checkpoint
+        from fsmde_ros.model.checkpoint import read_checkpoint
 
         self.model.load_state_dict(read_checkpoint(model_path)["state_dict"])
         state = torch.load(state_path, map_location=self.device, weights_only=True)
@@ -282,7 +282,7 @@ class Trainer:
 
     def _log_images(self, batch, out) -> None:
         """RGB | depth | teacher | error panel of the first set's front camera."""
-        from ..viz import colorize_depth
+        from fsmde_ros.geometry.viz import colorize_depth
 
         rgb = (batch["images"][0, 0].permute(1, 2, 0).detach().cpu().numpy() * 255).astype(np.uint8)
         depth = out["depth"][0, 0].detach().float().cpu().numpy()

@@ -22,9 +22,14 @@ import onnx
 import torch
 from torch import nn
 
-from .. import __version__
-from ..model.student import SurroundDepthStudent
-from ..runtime.model_file import INPUT_NAMES, OUTPUT_NAMES, OnnxModelError, read_model_info  # noqa: F401 (re-exported)
+from fsmde_ros import __version__
+from fsmde_ros.model.contract import (  # noqa: F401 (re-exported)
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    OnnxModelError,
+    read_model_info,
+)
+from fsmde_ros.model.student import SurroundDepthStudent
 
 DEFAULT_OPSET = 17
 # Largest |onnx - torch| / max|torch| accepted per output; above it the export refuses to write.

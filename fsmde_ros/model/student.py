@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bins import DepthBinHead
-from .config import StudentConfig
+from fsmde_ros.model.bins import DepthBinHead
+from fsmde_ros.model.config import StudentConfig
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, padding: int | tuple[int, int] | None = None) -> nn.Sequential:
