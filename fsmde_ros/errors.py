@@ -6,6 +6,11 @@ subclass also derives from the builtin it refines, so `except ValueError` keeps 
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Mapping, TypeVar
+
+T = TypeVar("T")
+
 
 class FsmdeError(Exception):
     """A mistake in what the user gave (a path, a parameter, a file, a model); the message says what to change."""
@@ -21,3 +26,13 @@ class MissingFileError(FsmdeError, FileNotFoundError):
 
 class MessageError(FsmdeError, ValueError):
     """A ROS message that cannot be used (image encoding, size or buffer; unusable intrinsics); says why."""
+
+
+def dataclass_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
+    """`cls(**d)` for a config dataclass, strictly: unknown keys are a ConfigError naming them and the valid ones."""
+    d = dict(d or {})
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; valid: {known}")
+    return cls(**d)

@@ -7,6 +7,7 @@ in ALLOWED and the flat top-level modules; nothing else.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,15 @@ def test_the_layering_check_catches_a_cycle_an_upward_import_and_ros_outside_ros
 def test_tests_mirror_the_package(folder):
     """Each layer has its own test folder (tests/<folder>/), as the package has fsmde_ros/<folder>/."""
     assert (Path(__file__).resolve().parent / folder).is_dir()
+
+
+def test_the_docs_name_every_module_and_folder_that_exists_and_no_other():
+    """docs/architecture.md has one line per module; the README's Layout names every layer folder."""
+    repo = PACKAGE.parent
+    table = re.findall(r"^\| `([\w/]+\.py)` \|", (repo / "docs" / "architecture.md").read_text(), re.M)
+    modules = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"
+                     or p.parent.name == "runtime")  # runtime/__init__.py holds create_backend
+    assert sorted(table) == modules
+    layout = (repo / "README.md").read_text().split("## Layout", 1)[1].split("```")[1]
+    folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert sorted(re.findall(r"^  (\w+)/ ", layout, re.M)) == folders

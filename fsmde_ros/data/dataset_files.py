@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import cv2
 import numpy as np
 
-from fsmde_ros.errors import FsmdeError
+from fsmde_ros.errors import FsmdeError, MissingFileError
 from fsmde_ros.geometry.rig import Camera, CameraRig
 
 
@@ -26,7 +26,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     when it exists but does not decode (garbage or truncated bytes)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
+        raise MissingFileError(f"image not found: {path}")
     raw = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
     if img is None:

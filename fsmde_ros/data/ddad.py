@@ -81,6 +81,7 @@ from fsmde_ros.data.dgp import (
     read_json,
 )
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
+from fsmde_ros.errors import ConfigError, MissingFileError
 from fsmde_ros.geometry.projection import invert_transform, transform_points
 from fsmde_ros.geometry.rig import (
     Camera,
@@ -116,13 +117,13 @@ class DDADDataset:
         self.split = split
         self.camera_names = [str(c).upper() for c in cameras]
         if len(self.camera_names) < 2 or len(set(self.camera_names)) != len(self.camera_names):
-            raise ValueError(f"cameras must be at least 2 distinct DDAD camera names, got {list(cameras)}")
+            raise ConfigError(f"cameras must be at least 2 distinct DDAD camera names, got {list(cameras)}")
         self.lidar_name = lidar.upper()
         self.ego_motion = bool(ego_motion)
         if (height is None) != (width is None):
-            raise ValueError("give both height and width, or neither (native resolution)")
+            raise ConfigError("give both height and width, or neither (native resolution)")
         if height is not None and (height <= 0 or width <= 0):
-            raise ValueError(f"image size must be positive, got {width}x{height}")
+            raise ConfigError(f"image size must be positive, got {width}x{height}")
         self.scenes, self.samples = self._index(split, None if scenes is None else [str(s) for s in scenes])
         self._calibrations: dict[tuple[int, str], dict[str, SensorCalibration]] = {}
         self._distortion_warned: set = set()
@@ -131,7 +132,7 @@ class DDADDataset:
         self.native_sizes = sizes
         if height is None:
             if len(set(sizes)) != 1:
-                raise ValueError(f"DDAD cameras have different image sizes {sizes}; pass height and width")
+                raise ConfigError(f"DDAD cameras have different image sizes {sizes}; pass height and width")
             width, height = sizes[0]
         self.height, self.width = int(height), int(width)
         self.mask_dir = self._resolve_mask_dir(masks, mask_dir)
@@ -154,11 +155,11 @@ class DDADDataset:
                                   f"SceneDataset JSON of a DDAD root (ddad.json with 'metadata' and 'scene_splits', "
                                   f"as in the DDAD download ddad_train_val/)")
         if split not in SPLITS:
-            raise ValueError(f"unknown DDAD split {split!r}; use one of {sorted(SPLITS)}")
+            raise ConfigError(f"unknown DDAD split {split!r}; use one of {sorted(SPLITS)}")
         entry = splits.get(str(SPLITS[split]), splits.get(split.upper()))
         if entry is None:
             have = sorted(k for k, v in SPLITS.items() if str(v) in splits or k.upper() in splits)
-            raise ValueError(f"{self.dataset_json} has no {split!r} split; it has {have}")
+            raise ConfigError(f"{self.dataset_json} has no {split!r} split; it has {have}")
         files = field(entry, "filenames", []) or []
         scenes, samples = [], []
         skipped = 0
@@ -182,7 +183,7 @@ class DDADDataset:
                          for cam, files in sorted(lacking.items()))
         if not samples:
             which = f" among scenes {only}" if only is not None else ""
-            raise ValueError(f"DDAD {split} split of {self.dataset_json} has no samples with cameras "
+            raise ConfigError(f"DDAD {split} split of {self.dataset_json} has no samples with cameras "
                              f"{self.camera_names}{which}" + (f" ({lack})" if lack else ""))
         if skipped:
             warnings.warn(f"DDAD {split}: skipped {skipped} samples that lack a camera: {lack}", stacklevel=3)
@@ -272,7 +273,7 @@ class DDADDataset:
         if mask_dir is not None:
             path = Path(mask_dir).expanduser()
             if not path.is_dir():
-                raise FileNotFoundError(f"DDAD mask directory not found: {path}")
+                raise MissingFileError(f"DDAD mask directory not found: {path}")
             return path
         for path in (self.root / "mask", self.root.parent / "mask"):
             pattern = "[Cc][Aa][Mm][Ee][Rr][Aa]_*"
@@ -304,7 +305,7 @@ class DDADDataset:
             else:
                 raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
                 if raw is None:
-                    raise FileNotFoundError(f"DDAD mask unreadable: {path}")
+                    raise MissingFileError(f"DDAD mask unreadable: {path}")
                 body = (raw.reshape(raw.shape[0], raw.shape[1], -1) != 0).any(axis=2).astype(np.float32)
                 if body.shape != (self.height, self.width):
                     body = cv2.resize(body, (self.width, self.height), interpolation=cv2.INTER_AREA)

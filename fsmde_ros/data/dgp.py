@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fsmde_ros.data.dataset_files import CorruptFileError
-from fsmde_ros.errors import FsmdeError
+from fsmde_ros.errors import ConfigError, FsmdeError, MissingFileError
 from fsmde_ros.geometry.rig import rotation_from_quaternion
 
 DATASET_JSON = "ddad.json"
@@ -54,7 +54,7 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, Mapping):
         return float(int(value.get("seconds", 0))) + int(value.get("nanos", 0)) * 1e-9
     if isinstance(value, bool):
-        raise ValueError(f"not a timestamp: {value!r}")
+        raise ConfigError(f"not a timestamp: {value!r}")
     if isinstance(value, (int, float)):
         return float(value) * 1e-6
     text = str(value).strip()
@@ -62,7 +62,7 @@ def parse_timestamp(value: Any) -> float:
         return int(text) * 1e-6
     m = RFC3339.match(text)
     if not m:
-        raise ValueError(f"not a timestamp: {value!r}")
+        raise ConfigError(f"not a timestamp: {value!r}")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     secs = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
     frac = float(m.group(7)) if m.group(7) else 0.0
@@ -131,7 +131,7 @@ def load_calibration(path: str | Path) -> dict[str, SensorCalibration]:
 
 def read_json(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise FileNotFoundError(f"DDAD {what} file not found: {path}")
+        raise MissingFileError(f"DDAD {what} file not found: {path}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -143,10 +143,10 @@ def find_dataset_json(root: str | Path) -> Path:
     root itself when it is a .json file."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"DDAD root not found: {root}")
+        raise MissingFileError(f"DDAD root not found: {root}")
     if root.is_file():
         if root.suffix != ".json":
-            raise FileNotFoundError(f"DDAD root {root} is a file but not a dataset .json")
+            raise MissingFileError(f"DDAD root {root} is a file but not a dataset .json")
         return root
     candidate = root / DATASET_JSON
     if candidate.is_file():
@@ -154,7 +154,7 @@ def find_dataset_json(root: str | Path) -> Path:
     others = sorted(root.glob("scene_dataset*.json"))
     if len(others) == 1:
         return others[0]
-    raise FileNotFoundError(f"DDAD dataset file not found: {candidate} (the root must hold ddad.json, "
+    raise MissingFileError(f"DDAD dataset file not found: {candidate} (the root must hold ddad.json, "
                             f"as in the DDAD download ddad_train_val/)")
 
 
@@ -222,7 +222,7 @@ def load_points(path: str | Path, point_format: Sequence = ()) -> np.ndarray:
     """XYZ [N,3] float64 of a DGP point cloud .npz (key 'data'), in the sensor frame."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"DDAD point cloud not found: {path}")
+        raise MissingFileError(f"DDAD point cloud not found: {path}")
     try:
         with np.load(path) as z:
             if "data" not in z.files:

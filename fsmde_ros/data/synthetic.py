@@ -36,6 +36,7 @@ from fsmde_ros.data.raycast import AzimuthCuller, CameraCuller, cast, shadowed
 from fsmde_ros.data.scene import STREET_MARGIN_M, Scene, street_scene
 from fsmde_ros.data.shading import albedo, light, normals, sky
 from fsmde_ros.data.simulated_teacher import simulate_teacher, simulate_teacher_features
+from fsmde_ros.errors import ConfigError
 from fsmde_ros.geometry import viz
 from fsmde_ros.geometry.projection import (
     camera_rays,
@@ -225,7 +226,7 @@ def write_synthetic_sequence(rig_name_or_rig: CameraRig | str, frames: int, out_
     from tqdm import tqdm
 
     if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+        raise ConfigError(f"frames must be >= 1, got {frames}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = SyntheticSurround(rig_name_or_rig, seed=seed, height=height, width=width, frames=frames,

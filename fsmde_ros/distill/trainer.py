@@ -26,8 +26,10 @@ from fsmde_ros.data.surround import CachedDataset
 from fsmde_ros.distill.config import DistillConfig
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices
+from fsmde_ros.errors import ConfigError, dataclass_from_dict
 from fsmde_ros.model.checkpoint import save_student
 from fsmde_ros.model.student import create_student
+from fsmde_ros.paths import DATASET_CACHE_DIR
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pt"
@@ -42,7 +44,7 @@ class TrainConfig:
                                                                   "synthetic:nuscenes?seed=1&frames=40&stride=2"])
     height: int = 192
     width: int = 320
-    cache_dir: str = "~/.cache/fsmde_ros/datasets"
+    cache_dir: str = DATASET_CACHE_DIR
     # "synthetic": each item's own `teacher` (the simulated world's); otherwise the directory given
     # to `fsmde teach --out`, which holds one cache per dataset (named by the dataset's cache key)
     teacher: str = "synthetic"
@@ -71,14 +73,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
-        cfg = cls(**d)
+        cfg = dataclass_from_dict(cls, d, "training config")
         DistillConfig.from_dict(cfg.distill)  # fail fast on bad loss keys too
         if cfg.gt_source not in ("lidar_depth", "depth"):
-            raise ValueError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
+            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
         return cfg
 
     @classmethod
@@ -87,7 +85,7 @@ class TrainConfig:
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _world() -> tuple[int, int]:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from fsmde_ros import __version__
+from fsmde_ros.errors import ConfigError
 from fsmde_ros.model.contract import (  # noqa: F401 (re-exported)
     INPUT_NAMES,
     OUTPUT_NAMES,
@@ -74,10 +75,10 @@ def export_onnx(student: SurroundDepthStudent, out_path: str | Path, height: int
     out_path = Path(out_path)
     views = student.config.num_views
     if verify_images.shape != (views, height, width, 3) or verify_images.dtype != np.uint8:
-        raise ValueError(f"verify_images must be uint8 [{views},{height},{width},3], got "
+        raise ConfigError(f"verify_images must be uint8 [{views},{height},{width},3], got "
                          f"{verify_images.dtype} {verify_images.shape}")
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+        raise ConfigError(f"opset must be >= 17, got {opset}")
     wrapper = StudentForExport(student.eval().cpu()).eval()
     images = torch.from_numpy(np.ascontiguousarray(verify_images))
     focal = torch.from_numpy(np.asarray(verify_focal_px, dtype=np.float32))

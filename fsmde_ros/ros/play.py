@@ -66,7 +66,7 @@ def play_messages(passes: Callable[[], Iterable[tuple[Any, int, bytes]]], start_
     pass begins; again from the start while `loop`. `clock(ns)` gets the bag time as it advances.
     `stats` (returned) is updated as it goes, so it is current even when interrupted."""
     if not rate > 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
+        raise ConfigError(f"rate must be > 0, got {rate}")
     stats = stats if stats is not None else PlayStats()
     t_begin = now()
     while not stop():

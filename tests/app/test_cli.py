@@ -1,4 +1,5 @@
 """The `fsmde` command as a user types it."""
+import pytest
 import subprocess
 import sys
 
@@ -68,3 +69,23 @@ def test_ctrl_c_in_a_command_exits_130_with_one_line_not_a_traceback(monkeypatch
     assert main(["process", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert "fsmde process: interrupted" in err and "Traceback" not in err
+
+
+def test_a_user_error_is_one_line_and_exit_2_but_a_bug_keeps_its_traceback(monkeypatch, capsys, tmp_path):
+    """Regression (issue 13): `fsmde` caught bare ValueError/RuntimeError, so an internal bug exited 2 as if it
+    were the user's mistake. Now only FsmdeError is the user's; anything else propagates (exit 1, traceback)."""
+    from fsmde_ros.errors import ConfigError
+    from fsmde_ros.ros import process
+
+    def bad_parameter(*args, **kwargs):
+        raise ConfigError("parameter slop must be in [0, 1], got 2.0")
+
+    def bug(*args, **kwargs):
+        raise ValueError("an index went wrong inside fsmde_ros")
+
+    monkeypatch.setattr(process, "process_bag", bad_parameter)
+    assert main(["process", str(tmp_path / "bag"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == "fsmde process: error: parameter slop must be in [0, 1], got 2.0"
+    monkeypatch.setattr(process, "process_bag", bug)
+    with pytest.raises(ValueError, match="an index went wrong"):
+        main(["process", str(tmp_path / "bag"), "--out", str(tmp_path / "out")])

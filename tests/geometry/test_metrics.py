@@ -13,7 +13,7 @@ from fsmde_ros.geometry.metrics import (
     spearman,
 )
 from fsmde_ros.geometry.rig import load_rig
-from tests.test_geometry import _ground_depth
+from tests.geometry.test_projection_and_cloud import _ground_depth
 
 
 def test_metrics_match_hand_computed_example():
