@@ -43,7 +43,7 @@ EXTRAS = {
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(exclude=["tests"]),
+    packages=find_packages(exclude=["tests", "tests.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -64,8 +64,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "fsmde = fsmde_ros.cli:main",
-            "surround_depth_node = fsmde_ros.node:main",
+            "fsmde = fsmde_ros.app.cli:main",
+            "surround_depth_node = fsmde_ros.ros.node:main",
         ],
     },
 )

@@ -34,7 +34,7 @@ from fsmde_ros.data.surround import CachedDataset  # noqa: E402
 from fsmde_ros.distill.config import DistillConfig, ablation_presets  # noqa: E402
 from fsmde_ros.distill.evaluate import evaluate  # noqa: E402
 from fsmde_ros.distill.trainer import TrainConfig, run_distillation  # noqa: E402
-from fsmde_ros.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
+from fsmde_ros.geometry.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
 from fsmde_ros.runtime import create_backend  # noqa: E402
 
 RECIPE = ROOT / "config/distill/synthetic.yaml"  # the training worlds (seeds < 100) of the bundled student

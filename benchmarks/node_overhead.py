@@ -25,14 +25,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+from fsmde_ros.paths import use_fastdds_profile  # noqa: E402
+
+use_fastdds_profile()
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", "91")
 
 
 def export_student(path: Path, rig: str, height: int, width: int) -> None:
-    subprocess.run([sys.executable, "-m", "fsmde_ros.cli", "export", "--out", str(path), "--rig", rig,
+    subprocess.run([sys.executable, "-m", "fsmde_ros", "export", "--out", str(path), "--rig", rig,
                     "--height", str(height), "--width", str(width)], check=True, cwd=REPO, capture_output=True)
 
 
@@ -63,11 +65,13 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
-    from fsmde_ros import ros_msgs
-    from fsmde_ros.rig import load_rig
+    from fsmde_ros.ros import codec as ros_msgs
+
+    BUILD = ros_msgs.MessageBuilder.rclpy()
+    from fsmde_ros.geometry.rig import load_rig
 
     rig = load_rig(rig_name)
-    node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.node", "--ros-args", "-p", f"rig:={rig_name}",
+    node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={rig_name}",
                                   "-p", f"model:={model}", "-p", "publish_rig_tf:=false",
                                   *[a for p in node_params or [] for a in ("-p", p.replace("=", ":=", 1))]], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -79,7 +83,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     last = rig.names[-1]
 
     def on_depth(msg):
-        t = ros_msgs.stamp_to_sec(msg.header.stamp)
+        t = ros_msgs.header_sec(msg.header)
         if t in sent:
             answered[t] = time.monotonic() - sent[t]
 
@@ -98,7 +102,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     deadline = time.monotonic() + 60
     while min(p.get_subscription_count() for p in pubs) == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
-    msgs = [ros_msgs.rgb_to_image(frame["images"][i], Header(frame_id=c.frame_id)) for i, c in enumerate(rig.cameras)]
+    msgs = [BUILD.rgb_image(frame["images"][i], Header(frame_id=c.frame_id)) for i, c in enumerate(rig.cameras)]
     def traffic(seconds: float, counted: bool) -> None:
         """Closed-loop node traffic; answers for sets sent in this window count when `counted`."""
         end = time.monotonic() + seconds
@@ -109,12 +113,12 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             # a set the node dropped is never answered: after 1 s without an answer, send anyway
             if unanswered < in_flight or time.monotonic() - last_send > 1.0:
                 now_ros = node.get_clock().now().to_msg()
-                t = ros_msgs.stamp_to_sec(now_ros)
+                t = now_ros.sec + now_ros.nanosec * 1e-9
                 sent[t] = last_send = time.monotonic()
                 window.add(t)
                 for i, c in enumerate(rig.cameras):
                     msgs[i].header.stamp = now_ros
-                    infos[i].publish(ros_msgs.make_camera_info(frame["K"][i], msgs[i].width, msgs[i].height,
+                    infos[i].publish(BUILD.camera_info(frame["K"][i], msgs[i].width, msgs[i].height,
                                                                msgs[i].header))
                     pubs[i].publish(msgs[i])
             rclpy.spin_once(node, timeout_sec=0.05)  # returns as soon as an answer arrives; no busy loop

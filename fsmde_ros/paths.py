@@ -1,11 +1,19 @@
-"""Where the package's data (config/, models/) lives: a source checkout, a colcon install or a pip install."""
+"""Where things live: the package's data (config/, models/) in a checkout, a colcon or a pip
+install; the bundled default model; the Fast DDS profile; the caches under ~/.cache/fsmde_ros."""
 from __future__ import annotations
 
 import sys
 from functools import lru_cache
 from pathlib import Path
 
+from fsmde_ros.errors import MissingFileError
+
 PACKAGE = "fsmde_ros"
+DEFAULT_MODEL = "models/fsmde_default.onnx"  # the bundled student, relative to the share directory
+FASTDDS_PROFILE = "config/fastdds_shm.xml"  # 64 MB shared-memory segments: large images are not lost
+CACHE_DIR = "~/.cache/fsmde_ros"
+DATASET_CACHE_DIR = CACHE_DIR + "/datasets"  # rendered synthetic worlds and dataset items at a size
+ENGINE_CACHE_DIR = CACHE_DIR + "/engines"  # TensorRT engines, keyed by ONNX hash, GPU, version, precision
 
 
 @lru_cache(maxsize=1)
@@ -19,7 +27,10 @@ def share_dir() -> Path:
     if (checkout / "package.xml").is_file() and (checkout / "config").is_dir():
         return checkout
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
 
         try:
             return Path(get_package_share_directory(PACKAGE))
@@ -30,9 +41,37 @@ def share_dir() -> Path:
     installed = Path(sys.prefix) / "share" / PACKAGE
     if installed.is_dir():
         return installed
-    raise FileNotFoundError(f"cannot find the {PACKAGE} share directory (config/, models/): looked in {checkout}, "
+    raise MissingFileError(f"cannot find the {PACKAGE} share directory (config/, models/): looked in {checkout}, "
                             f"the ament index and {installed}")
 
 
 def config_dir() -> Path:
     return share_dir() / "config"
+
+
+def fastdds_profile() -> Path:
+    """The shipped Fast DDS profile (FASTDDS_DEFAULT_PROFILES_FILE) for images of a megabyte and more."""
+    return share_dir() / FASTDDS_PROFILE
+
+
+def use_fastdds_profile(env: dict | None = None) -> dict:
+    """Point Fast DDS at the shipped profile in `env` (default: this process) unless one is set."""
+    import os
+
+    env = os.environ if env is None else env
+    if not env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile())
+    return env
+
+
+def resolve_model(model: str | Path | None, option: str = "model:=") -> Path:
+    """The model file to run: `model`, or the bundled default when empty; MissingFileError when absent.
+
+    option: how the user passes a model in the calling tool (`model:=` for the node, `--model ` for a command).
+    """
+    path = Path(model).expanduser() if model else share_dir() / DEFAULT_MODEL
+    if not path.is_file():
+        hint = "the bundled default student is missing from this install" if not model else "check the path"
+        raise MissingFileError(f"model {path} not found ({hint}); export one with `fsmde export` and pass "
+                               f"{option}/path/to/student.onnx")
+    return path

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsmde_ros.geometry import invert_transform, transform_points
+from fsmde_ros.geometry.projection import transform_points
 
 
 def project_to_depth(points_cam: np.ndarray, K: np.ndarray, height: int, width: int, min_depth: float = 0.0,
@@ -73,8 +73,3 @@ def lidar_depth_maps(points: np.ndarray, T_cam_points: np.ndarray, K: np.ndarray
                      for c in range(len(T))]) if len(T) else np.zeros((0, height, width), np.float32)
 
 
-def base_points_to_depth(points_base: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray, height: int, width: int,
-                         min_depth: float = 0.0, max_depth: float = np.inf) -> np.ndarray:
-    """`lidar_depth_maps` for points [N,3] in base_link and a rig's mounts T_base_cam [V,4,4]."""
-    return lidar_depth_maps(points_base, invert_transform(np.asarray(T_base_cam, dtype=np.float64)), K, height,
-                            width, min_depth, max_depth)

@@ -25,7 +25,7 @@ Item keys (SurroundDataset interface): images uint8 [6,H,W,3] RGB, lidar_depth f
 (0 = none), K [6,3,3] at HxW, T_base_cam [6,4,4], stamp [s] (the lidar/sample time), stamps [6]
 per camera [s], T_world_base [4,4] (global <- ego at the lidar time), T_world_base_cams [6,4,4]
 (ego pose at each camera's time), lidar_points float32 [N,3] in base_link at the lidar time, index,
-camera_names, scene, sample_token. Evaluation caps nuScenes depth at `NUSCENES_MAX_DEPTH_M`.
+camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.geometry.metrics.MAX_DEPTH_M['nuscenes']`.
 
 Splits: nuScenes' official scene lists, `nuscenes.utils.splits.create_splits_scenes()`: `train`
 (700 scenes) / `val` (150) / `test` (150) of v1.0-trainval / v1.0-test, and `mini_train` (8) /
@@ -47,14 +47,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fsmde_ros.data.ddad import CorruptFileError, build_rig, read_rgb, resize_image
+from fsmde_ros.data.dataset_files import (
+    CorruptFileError,
+    build_rig,
+    read_rgb,
+    resize_image,
+)
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
-from fsmde_ros.geometry import invert_transform, transform_points
-from fsmde_ros.rig import RigError, load_rig, scale_intrinsics
+from fsmde_ros.errors import ConfigError, MissingFileError
+from fsmde_ros.geometry.projection import invert_transform, transform_points
+from fsmde_ros.geometry.rig import RigError, load_rig, scale_intrinsics
 
 NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 NUSCENES_LIDAR = "LIDAR_TOP"
-NUSCENES_MAX_DEPTH_M = 80.0  # evaluation cap (DESIGN.md section 6)
 DEVKIT_HINT = ("install the 'nuscenes' extra: pip install -c constraints.txt 'fsmde_ros[nuscenes]' "
                "(or pip install -c constraints.txt nuscenes-devkit)")
 # the tables this reader needs (the devkit loads a few more and names any it cannot find)
@@ -85,7 +90,7 @@ def condition_filter(condition: str):
     words = cond.split("-")
     bad = [w for w in words if w not in CONDITION_WORDS]
     if bad or not words:
-        raise ValueError(f"unknown nuScenes condition {condition!r}; use all, day, night, rain, clear or a "
+        raise ConfigError(f"unknown nuScenes condition {condition!r}; use all, day, night, rain, clear or a "
                          "combination like day-clear, night-rain")
     tests = [CONDITION_WORDS[w] for w in words]
     return lambda description: all((word in description.lower()) == wanted for word, wanted in tests)
@@ -101,7 +106,7 @@ def split_scene_names(split: str, version: str, kit: SimpleNamespace | None = No
     if version.endswith("mini") and split in ("train", "val"):
         name = "mini_" + split
     if name not in splits:
-        raise ValueError(f"unknown nuScenes split {split!r}; use one of {sorted(splits)} or 'all'")
+        raise ConfigError(f"unknown nuScenes split {split!r}; use one of {sorted(splits)} or 'all'")
     return list(splits[name])
 
 
@@ -113,32 +118,32 @@ class NuScenesDataset:
                  min_depth: float = 0.0, nusc: Any = None):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"nuScenes root not found: {self.root}")
+            raise MissingFileError(f"nuScenes root not found: {self.root}")
         table_dir = self.root / version
         if not table_dir.is_dir():
             have = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
-            raise FileNotFoundError(f"nuScenes tables for version {version!r} not found: {table_dir} "
+            raise MissingFileError(f"nuScenes tables for version {version!r} not found: {table_dir} "
                                     f"(versions under {self.root}: {have or 'none'}); expected a nuScenes root "
                                     f"holding {version}/ with the tables {', '.join(TABLES)}")
         lacking = [t for t in TABLES if not (table_dir / t).is_file()]
         if lacking:
-            raise FileNotFoundError(f"{table_dir} is not a nuScenes table directory: it lacks {', '.join(lacking)} "
+            raise MissingFileError(f"{table_dir} is not a nuScenes table directory: it lacks {', '.join(lacking)} "
                                     f"(expected {', '.join(TABLES)})")
         if (height is None) != (width is None):
-            raise ValueError("give both height and width, or neither (native resolution)")
+            raise ConfigError("give both height and width, or neither (native resolution)")
         if height is not None and (height <= 0 or width <= 0):
-            raise ValueError(f"image size must be positive, got {width}x{height}")
+            raise ConfigError(f"image size must be positive, got {width}x{height}")
         self.kit = devkit()
         self.version, self.split, self.condition = version, split, condition
         self.camera_names = list(cameras)
         if len(self.camera_names) < 2 or len(set(self.camera_names)) != len(self.camera_names):
-            raise ValueError(f"cameras must be at least 2 distinct CAM_* channels, got {list(cameras)}")
+            raise ConfigError(f"cameras must be at least 2 distinct CAM_* channels, got {list(cameras)}")
         self.min_depth = float(min_depth)
         if nusc is None:
             try:
                 nusc = self.kit.NuScenes(version=version, dataroot=str(self.root), verbose=False)
             except AssertionError as exc:  # the devkit asserts on missing map masks and the like
-                raise FileNotFoundError(f"nuScenes {version} under {self.root}: {exc}") from None
+                raise MissingFileError(f"nuScenes {version} under {self.root}: {exc}") from None
         self.nusc = nusc
         wanted = split_scene_names(split, version, self.kit)
         keep = condition_filter(condition)
@@ -153,19 +158,19 @@ class NuScenesDataset:
                 self._scene_of.append(scene["name"])
                 token = nusc.get("sample", token)["next"]
         if not self.sample_tokens:
-            raise ValueError(f"nuScenes {version} under {self.root} has no samples in split {split!r} "
+            raise ConfigError(f"nuScenes {version} under {self.root} has no samples in split {split!r} "
                              f"with condition {condition!r} (scenes in the tables: "
                              f"{sorted(s['name'] for s in nusc.scene)})")
         first = nusc.get("sample", self.sample_tokens[0])
         missing = [c for c in self.camera_names + [NUSCENES_LIDAR] if c not in first["data"]]
         if missing:
-            raise ValueError(f"nuScenes sample {first['token']} (scene {self._scene_of[0]}) has no keyframe for "
+            raise ConfigError(f"nuScenes sample {first['token']} (scene {self._scene_of[0]}) has no keyframe for "
                              f"{', '.join(missing)} in {table_dir / 'sample_data.json'}")
         records = [nusc.get("sample_data", first["data"][c]) for c in self.camera_names]
         sizes = [self._native_size(sd) for sd in records]
         if height is None:
             if len(set(sizes)) != 1:
-                raise ValueError(f"nuScenes cameras have different image sizes {sizes}; pass height and width")
+                raise ConfigError(f"nuScenes cameras have different image sizes {sizes}; pass height and width")
             width, height = sizes[0]
         self.height, self.width = int(height), int(width)
         try:
@@ -190,7 +195,7 @@ class NuScenesDataset:
     def _intrinsic(cs: dict, name: str) -> np.ndarray:
         K = np.asarray(cs.get("camera_intrinsic") or [], dtype=np.float64)
         if K.shape != (3, 3):
-            raise ValueError(f"nuScenes calibrated_sensor {cs.get('token')} of {name} has no 3x3 camera_intrinsic")
+            raise ConfigError(f"nuScenes calibrated_sensor {cs.get('token')} of {name} has no 3x3 camera_intrinsic")
         return K
 
     def _native_size(self, sd: dict) -> tuple[int, int]:
@@ -202,7 +207,7 @@ class NuScenesDataset:
     def _lidar_points(self, sd: dict) -> np.ndarray:
         path = self.root / sd["filename"]
         if not path.is_file():
-            raise FileNotFoundError(f"nuScenes lidar file not found: {path}")
+            raise MissingFileError(f"nuScenes lidar file not found: {path}")
         try:
             return self.kit.LidarPointCloud.from_file(str(path)).points[:3].T.astype(np.float64)
         except (ValueError, OSError) as exc:  # a size that is no multiple of 5 float32s, unreadable bytes
@@ -221,7 +226,7 @@ class NuScenesDataset:
         sample = nusc.get("sample", self.sample_tokens[i])
         missing = [c for c in self.camera_names + [NUSCENES_LIDAR] if c not in sample["data"]]
         if missing:
-            raise ValueError(f"nuScenes sample {sample['token']} (index {i}, scene {self._scene_of[i]}) has no "
+            raise ConfigError(f"nuScenes sample {sample['token']} (index {i}, scene {self._scene_of[i]}) has no "
                              f"keyframe for {', '.join(missing)} in {self.root / self.version / 'sample_data.json'}")
         lidar_sd = nusc.get("sample_data", sample["data"][NUSCENES_LIDAR])
         T_ego_lidar = self._pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))

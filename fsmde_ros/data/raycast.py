@@ -14,7 +14,14 @@ import dataclasses
 
 import numpy as np
 
-from fsmde_ros.data.scene import KIND_BOX, KIND_CYLINDER, KIND_GROUND, KIND_NONE, KIND_SPHERE, Scene
+from fsmde_ros.data.scene import (
+    KIND_BOX,
+    KIND_CYLINDER,
+    KIND_GROUND,
+    KIND_NONE,
+    KIND_SPHERE,
+    Scene,
+)
 
 __all__ = ["KIND_NONE", "KIND_GROUND", "KIND_BOX", "KIND_CYLINDER", "KIND_SPHERE", "FACE_CAP", "Hits",
            "CameraCuller", "AzimuthCuller", "cast", "shadowed"]

@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from fsmde_ros.data import scene as sc
-from fsmde_ros.data.raycast import FACE_CAP, KIND_BOX, KIND_CYLINDER, KIND_GROUND, KIND_SPHERE, Hits
+from fsmde_ros.data.raycast import (
+    FACE_CAP,
+    KIND_BOX,
+    KIND_CYLINDER,
+    KIND_GROUND,
+    KIND_SPHERE,
+    Hits,
+)
 
 SUN_RGB = np.array([1.0, 0.96, 0.88]) * 0.62  # direct sunlight on a face turned to the sun
 AMBIENT_RGB = np.array([0.50, 0.54, 0.62])  # skylight on an upward face (bluish); walls get 80 %

@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from fsmde_ros.errors import ConfigError
+
 # Keys a training item must have, and the optional ones the cache keeps when present.
 REQUIRED_KEYS = ("images", "lidar_depth", "K", "T_base_cam", "stamp")
 CACHED_KEYS = REQUIRED_KEYS + ("teacher", "teacher_features", "depth", "T_world_base")
@@ -57,18 +59,18 @@ def open_dataset(spec: str, height: int = 192, width: int = 320):
     """A SurroundDataset from a spec string (see the module doc)."""
     kind, target, opts = parse_spec(spec)
     if kind == "synthetic":
-        from .synthetic import SyntheticSurround
+        from fsmde_ros.data.synthetic import SyntheticSurround
 
         known = {"seed", "frames", "stride", "speed"}
         unknown = set(opts) - known
         if unknown:
-            raise ValueError(f"{spec}: unknown options {sorted(unknown)}; synthetic takes {sorted(known)}")
+            raise ConfigError(f"{spec}: unknown options {sorted(unknown)}; synthetic takes {sorted(known)}")
         ds = SyntheticSurround(target or "ddad", seed=int(opts.get("seed", 0)), height=height, width=width,
                                frames=int(opts.get("frames", 20)), speed_mps=float(opts.get("speed", 8.0)))
         return FrameSubset(ds, int(opts.get("stride", 1)))
     if kind in ("ddad", "nuscenes"):
         return _open_real_dataset(spec, kind, target, opts, height, width)
-    raise ValueError(f"unknown dataset spec {spec!r}; use synthetic[:ddad|nuscenes][?seed=&frames=&stride=], "
+    raise ConfigError(f"unknown dataset spec {spec!r}; use synthetic[:ddad|nuscenes][?seed=&frames=&stride=], "
                      "ddad:/path or nuscenes:/path?version=...")
 
 
@@ -78,7 +80,7 @@ def _flag(value: str, spec: str, key: str) -> bool:
         return True
     if low in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{spec}: option {key}={value!r} must be 0/1 (or true/false)")
+    raise ConfigError(f"{spec}: option {key}={value!r} must be 0/1 (or true/false)")
 
 
 def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], height: int, width: int):
@@ -86,22 +88,22 @@ def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], 
     `nuscenes:/root?version=v1.0-mini&split=mini_val&condition=night&stride=1` at height x width.
     Returns the reader itself (stride 1) or a FrameSubset of it."""
     if not target:
-        raise ValueError(f"{spec}: {kind} needs a dataset path, e.g. {kind}:/data/{kind}")
+        raise ConfigError(f"{spec}: {kind} needs a dataset path, e.g. {kind}:/data/{kind}")
     known = ({"split", "masks", "mask_dir", "scenes", "ego_motion", "stride"} if kind == "ddad"
              else {"version", "split", "condition", "stride"})
     unknown = set(opts) - known
     if unknown:
-        raise ValueError(f"{spec}: unknown options {sorted(unknown)}; {kind} takes {sorted(known)}")
+        raise ConfigError(f"{spec}: unknown options {sorted(unknown)}; {kind} takes {sorted(known)}")
     stride = int(opts.get("stride", 1))
     if kind == "ddad":
-        from .ddad import DDADDataset
+        from fsmde_ros.data.ddad import DDADDataset
 
         scenes = [s for s in opts["scenes"].split(",") if s] if opts.get("scenes") else None
         ds = DDADDataset(target, split=opts.get("split", "val"), height=height, width=width,
                          masks=_flag(opts.get("masks", "1"), spec, "masks"), mask_dir=opts.get("mask_dir"),
                          scenes=scenes, ego_motion=_flag(opts.get("ego_motion", "1"), spec, "ego_motion"))
     else:
-        from .nuscenes import NuScenesDataset
+        from fsmde_ros.data.nuscenes import NuScenesDataset
 
         ds = NuScenesDataset(target, version=opts.get("version", "v1.0-mini"), split=opts.get("split", "val"),
                              height=height, width=width, condition=opts.get("condition", "all"))

@@ -32,13 +32,19 @@ import cv2
 import numpy as np
 import yaml
 
-from fsmde_ros import viz
 from fsmde_ros.data.raycast import AzimuthCuller, CameraCuller, cast, shadowed
 from fsmde_ros.data.scene import STREET_MARGIN_M, Scene, street_scene
 from fsmde_ros.data.shading import albedo, light, normals, sky
 from fsmde_ros.data.simulated_teacher import simulate_teacher, simulate_teacher_features
-from fsmde_ros.geometry import camera_rays, invert_transform, project, transform_points
-from fsmde_ros.rig import CameraRig, load_rig, quaternion_from_rotation
+from fsmde_ros.errors import ConfigError
+from fsmde_ros.geometry import viz
+from fsmde_ros.geometry.projection import (
+    camera_rays,
+    invert_transform,
+    project,
+    transform_points,
+)
+from fsmde_ros.geometry.rig import CameraRig, load_rig, quaternion_from_rotation
 
 WORLD_RADIUS_M = 250.0  # camera rays travelling farther than this are sky (depth +inf)
 LIDAR_XYZ_M = (0.0, 0.0, 1.9)  # roof lidar position in base_link
@@ -220,7 +226,7 @@ def write_synthetic_sequence(rig_name_or_rig: CameraRig | str, frames: int, out_
     from tqdm import tqdm
 
     if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+        raise ConfigError(f"frames must be >= 1, got {frames}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = SyntheticSurround(rig_name_or_rig, seed=seed, height=height, width=width, frames=frames,

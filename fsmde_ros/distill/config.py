@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fsmde_ros.errors import ConfigError, dataclass_from_dict
+
 # How the teacher's scale-invariant disparity is turned into a bin position (`teacher_bin_position`):
 # 'log': uniform in log of the normalised disparity (relative log depth); 'disparity': uniform in the
 # normalised disparity; 'rank': the pixel's rank in its image (equal-mass bins).
@@ -70,7 +72,7 @@ class DistillConfig:
         if self.vr_samples < 2 or self.chamfer_max_points < 1:
             bad.append("vr_samples/chamfer_max_points")
         if bad:
-            raise ValueError(f"bad DistillConfig values for {bad}: {self}")
+            raise ConfigError(f"bad DistillConfig values for {bad}: {self}")
 
     @property
     def uses_teacher(self) -> bool:
@@ -81,11 +83,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "DistillConfig":
-        d = dict(d or {})
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown DistillConfig keys {unknown}; valid: {sorted(f.name for f in dataclasses.fields(cls))}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "DistillConfig")
 
 
 # The ablation's rows (docs/method.md): which KD terms each switches off.

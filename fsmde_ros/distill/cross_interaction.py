@@ -26,8 +26,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .config import CI_BINNINGS, DistillConfig
-from .supervised import silog_loss, valid_gt
+from fsmde_ros.distill.config import CI_BINNINGS, DistillConfig
+from fsmde_ros.distill.supervised import silog_loss, valid_gt
 
 # Percentiles [%] of an image's teacher disparity that become 0 and 1 of the normalised disparity:
 # robust to the few pixels of noise or a blurred edge at either end.

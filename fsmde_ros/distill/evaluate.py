@@ -14,11 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import (MAX_DEPTH_M, MIN_DEPTH_M, DepthMetricAccumulator, METRIC_KEYS, SparsificationAccumulator,
-                       cross_view_consistency)
-from ..runtime.base import DepthBackend
+from fsmde_ros.geometry.metrics import (
+    MAX_DEPTH_M,
+    METRIC_KEYS,
+    MIN_DEPTH_M,
+    DepthMetricAccumulator,
+    SparsificationAccumulator,
+    cross_view_consistency,
+)
+from fsmde_ros.model.contract import DepthPredictor
 
-def evaluate(backend: DepthBackend, dataset, max_depth: float | None = None, min_depth: float = MIN_DEPTH_M,
+
+def evaluate(backend: DepthPredictor, dataset, max_depth: float | None = None, min_depth: float = MIN_DEPTH_M,
              dense_gt: bool = False, limit: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Metrics of `backend` on `dataset` (items at the backend's resolution)."""
     from tqdm import tqdm

@@ -12,10 +12,21 @@ from typing import Any
 
 import torch
 
-from .config import DistillConfig
-from .cross_interaction import cross_interaction_kd, log_probs, register_to_student, teacher_bin_probs
-from .relational import OverlapIndices, view_relational_kd
-from .supervised import bin_chamfer_loss, bin_nll_loss, silog_loss, std_laplace_nll, valid_gt
+from fsmde_ros.distill.config import DistillConfig
+from fsmde_ros.distill.cross_interaction import (
+    cross_interaction_kd,
+    log_probs,
+    register_to_student,
+    teacher_bin_probs,
+)
+from fsmde_ros.distill.relational import OverlapIndices, view_relational_kd
+from fsmde_ros.distill.supervised import (
+    bin_chamfer_loss,
+    bin_nll_loss,
+    silog_loss,
+    std_laplace_nll,
+    valid_gt,
+)
 
 
 def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: DistillConfig,

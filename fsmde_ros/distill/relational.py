@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import overlap_mask
+from fsmde_ros.geometry.projection import overlap_mask
 
 # Overlap: {(i, j): (indices in camera i [M] long, indices in camera j [M] long)} at h x w.
 OverlapIndices = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from fsmde_ros.model.teachers import RelativeDepthTeacher, as_float_images, teacher_output
+from fsmde_ros.errors import ConfigError, MissingFileError
+from fsmde_ros.model.teachers import (
+    RelativeDepthTeacher,
+    as_float_images,
+    teacher_output,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +57,13 @@ def read_meta(out_dir: str | Path) -> dict:
     """The cache's teacher.json (FileNotFoundError naming what to run when absent)."""
     path = Path(out_dir) / META_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: not a teacher cache; run precompute_teacher (fsmde teach) first")
+        raise MissingFileError(f"{path} not found: not a teacher cache; run precompute_teacher (fsmde teach) first")
     try:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete the directory and recompute") from e
+        raise ConfigError(f"{path} is not valid JSON ({e}); delete the directory and recompute") from e
     if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
-        raise ValueError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} (format={meta.get('format')!r}, "
+        raise ConfigError(f"{path}: not a version-{CACHE_VERSION} {CACHE_FORMAT} (format={meta.get('format')!r}, "
                          f"version={meta.get('version')!r})")
     return meta
 
@@ -70,7 +75,7 @@ def _resolution(meta: dict) -> tuple[int, int, int]:
 def _float16(name: str, x: torch.Tensor, what: str) -> np.ndarray:
     a = x.detach().float().cpu().numpy()
     if not np.isfinite(a).all() or np.abs(a).max(initial=0.0) > FLOAT16_MAX:
-        raise ValueError(f"teacher {name}: {what} has non-finite values or values beyond float16 range "
+        raise ConfigError(f"teacher {name}: {what} has non-finite values or values beyond float16 range "
                          f"(max |x| = {np.abs(a).max(initial=0.0):g})")
     return a.astype(np.float16)
 
@@ -89,15 +94,15 @@ def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     n, spec = len(dataset), getattr(teacher, "spec", teacher.name)
     if n == 0:
-        raise ValueError("precompute_teacher: the dataset is empty")
+        raise ConfigError("precompute_teacher: the dataset is empty")
     meta = read_meta(out) if (out / META_FILE).exists() else None
     if meta is None and any(out.glob("teacher_*.npz")):
-        raise ValueError(f"{out} holds teacher_*.npz but no {META_FILE}: delete them or choose another out_dir")
+        raise ConfigError(f"{out} holds teacher_*.npz but no {META_FILE}: delete them or choose another out_dir")
     if meta is not None:
         want = {"spec": spec, "length": n, "with_features": bool(with_features)}
         diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
         if diff:
-            raise ValueError(f"teacher cache {out} does not match this run (field: (cache, now)): {diff}; "
+            raise ConfigError(f"teacher cache {out} does not match this run (field: (cache, now)): {diff}; "
                              f"delete it or choose another out_dir")
     pending = [i for i in range(n) if not item_path(out, i).is_file()]
     if len(pending) < n:
@@ -120,7 +125,7 @@ def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Pa
                         "dataset": type(dataset).__name__, "complete": False}
                 _write_meta(out, meta)
             elif res != _resolution(meta):
-                raise ValueError(f"teacher cache {out} is for {_resolution(meta)} (views, height, width) but dataset "
+                raise ConfigError(f"teacher cache {out} is for {_resolution(meta)} (views, height, width) but dataset "
                                  f"positions {positions} are {res}; delete it or choose another out_dir")
             batch = {"images": as_float_images(images)}
             for key in ("teacher", "teacher_features"):  # the synthetic world's simulated teacher
@@ -128,10 +133,10 @@ def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Pa
                     batch[key] = torch.stack([torch.as_tensor(np.asarray(it[key])) for it in items])
             pred = teacher_output(batch, teacher)
             if tuple(pred.relative.shape) != (len(items), *res):
-                raise ValueError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected "
+                raise ConfigError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected "
                                  f"{(len(items), *res)}")
             if with_features and pred.features is None:
-                raise ValueError(f"teacher {spec} has no features; run without with_features")
+                raise ConfigError(f"teacher {spec} has no features; run without with_features")
             if with_features and meta["feature_shape"] is None:
                 meta["feature_shape"] = [int(s) for s in pred.features.shape[2:]]
                 _write_meta(out, meta)
@@ -174,7 +179,7 @@ class TeacherCache:
         if resolution is not None and tuple(resolution) != _resolution(self.meta):
             problems.append(f"resolution (views, height, width) {_resolution(self.meta)} != dataset's {tuple(resolution)}")
         if problems:
-            raise ValueError(f"teacher cache {self.out_dir} (teacher {self.meta['spec']}) does not match the dataset: "
+            raise ConfigError(f"teacher cache {self.out_dir} (teacher {self.meta['spec']}) does not match the dataset: "
                              f"{'; '.join(problems)}; recompute it with precompute_teacher into a new directory")
         if not self.meta.get("complete"):
             logger.warning("teacher cache %s is incomplete; rerun precompute_teacher to finish it", self.out_dir)
@@ -193,13 +198,13 @@ class TeacherCache:
             raise IndexError(f"teacher cache {self.out_dir}: item {i} out of range for {n} items")
         path = item_path(self.out_dir, int(i) % n)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} missing: the cache is incomplete; rerun precompute_teacher (it resumes)")
+            raise MissingFileError(f"{path} missing: the cache is incomplete; rerun precompute_teacher (it resumes)")
         with np.load(path) as z:
             rel = z["relative"].astype(np.float32)
             feats = z["features"].astype(np.float32) if "features" in z.files else None
             index = int(z["index"]) if "index" in z.files else int(i) % n
         if rel.shape != _resolution(self.meta):
-            raise ValueError(f"{path}: relative has shape {rel.shape}, cache says {_resolution(self.meta)}")
+            raise ConfigError(f"{path}: relative has shape {rel.shape}, cache says {_resolution(self.meta)}")
         return {"relative": rel, "features": feats, "index": index}
 
 
@@ -210,7 +215,7 @@ class WithTeacherCache:
         self.dataset = dataset
         self.cache = cache if isinstance(cache, TeacherCache) else TeacherCache(cache, dataset)
         if len(self.cache) != len(dataset):
-            raise ValueError(f"teacher cache {self.cache.out_dir} has {len(self.cache)} items, dataset {len(dataset)}")
+            raise ConfigError(f"teacher cache {self.cache.out_dir} has {len(self.cache)} items, dataset {len(dataset)}")
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -22,12 +22,14 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from ..data.surround import CachedDataset
-from ..model.checkpoint import save_student
-from ..model.student import create_student
-from .config import DistillConfig
-from .losses import distillation_loss
-from .relational import overlap_indices
+from fsmde_ros.data.surround import CachedDataset
+from fsmde_ros.distill.config import DistillConfig
+from fsmde_ros.distill.losses import distillation_loss
+from fsmde_ros.distill.relational import overlap_indices
+from fsmde_ros.errors import ConfigError, dataclass_from_dict
+from fsmde_ros.model.checkpoint import save_student
+from fsmde_ros.model.student import create_student
+from fsmde_ros.paths import DATASET_CACHE_DIR
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pt"
@@ -42,7 +44,7 @@ class TrainConfig:
                                                                   "synthetic:nuscenes?seed=1&frames=40&stride=2"])
     height: int = 192
     width: int = 320
-    cache_dir: str = "~/.cache/fsmde_ros/datasets"
+    cache_dir: str = DATASET_CACHE_DIR
     # "synthetic": each item's own `teacher` (the simulated world's); otherwise the directory given
     # to `fsmde teach --out`, which holds one cache per dataset (named by the dataset's cache key)
     teacher: str = "synthetic"
@@ -71,14 +73,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; valid: {sorted(known)}")
-        cfg = cls(**d)
+        cfg = dataclass_from_dict(cls, d, "training config")
         DistillConfig.from_dict(cfg.distill)  # fail fast on bad loss keys too
         if cfg.gt_source not in ("lidar_depth", "depth"):
-            raise ValueError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
+            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
         return cfg
 
     @classmethod
@@ -87,7 +85,7 @@ class TrainConfig:
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ConfigError(f"{path}: {exc}") from None
 
 
 def _world() -> tuple[int, int]:
@@ -122,14 +120,14 @@ class Trainer:
         self.index = [(d, i) for d in range(len(self.datasets)) for i in range(len(self.datasets[d]))]
         self.teacher_caches = None
         if cfg.teacher != "synthetic":
-            from .teach import TeacherCache
+            from fsmde_ros.distill.teach import TeacherCache
 
             root = Path(cfg.teacher).expanduser()
             self.teacher_caches = [TeacherCache(root / ds.key, ds) for ds in self.datasets]
         self.overlaps: dict[str, Any] = {}
         self.model = create_student(cfg.student, encoder_weights=cfg.encoder_weights, **cfg.student_overrides).to(self.device)
         if cfg.init_checkpoint:
-            from ..model.checkpoint import load_student
+            from fsmde_ros.model.checkpoint import load_student
 
             self.model.load_state_dict(load_student(cfg.init_checkpoint).state_dict())
         self.ddp = None
@@ -216,7 +214,7 @@ class Trainer:
         state_path, model_path = self.out / TRAIN_STATE, self.out / "student.pt"
         if not (state_path.exists() and model_path.exists()):
             return False
-        from ..model.checkpoint import read_checkpoint
+        from fsmde_ros.model.checkpoint import read_checkpoint
 
         self.model.load_state_dict(read_checkpoint(model_path)["state_dict"])
         state = torch.load(state_path, map_location=self.device, weights_only=True)
@@ -282,7 +280,7 @@ class Trainer:
 
     def _log_images(self, batch, out) -> None:
         """RGB | depth | teacher | error panel of the first set's front camera."""
-        from ..viz import colorize_depth
+        from fsmde_ros.geometry.viz import colorize_depth
 
         rgb = (batch["images"][0, 0].permute(1, 2, 0).detach().cpu().numpy() * 255).astype(np.uint8)
         depth = out["depth"][0, 0].detach().float().cpu().numpy()

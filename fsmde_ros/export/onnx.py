@@ -22,9 +22,15 @@ import onnx
 import torch
 from torch import nn
 
-from .. import __version__
-from ..model.student import SurroundDepthStudent
-from ..runtime.model_file import INPUT_NAMES, OUTPUT_NAMES, OnnxModelError, read_model_info  # noqa: F401 (re-exported)
+from fsmde_ros import __version__
+from fsmde_ros.errors import ConfigError
+from fsmde_ros.model.contract import (  # noqa: F401 (re-exported)
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    OnnxModelError,
+    read_model_info,
+)
+from fsmde_ros.model.student import SurroundDepthStudent
 
 DEFAULT_OPSET = 17
 # Largest |onnx - torch| / max|torch| accepted per output; above it the export refuses to write.
@@ -69,10 +75,10 @@ def export_onnx(student: SurroundDepthStudent, out_path: str | Path, height: int
     out_path = Path(out_path)
     views = student.config.num_views
     if verify_images.shape != (views, height, width, 3) or verify_images.dtype != np.uint8:
-        raise ValueError(f"verify_images must be uint8 [{views},{height},{width},3], got "
+        raise ConfigError(f"verify_images must be uint8 [{views},{height},{width},3], got "
                          f"{verify_images.dtype} {verify_images.shape}")
     if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+        raise ConfigError(f"opset must be >= 17, got {opset}")
     wrapper = StudentForExport(student.eval().cpu()).eval()
     images = torch.from_numpy(np.ascontiguousarray(verify_images))
     focal = torch.from_numpy(np.asarray(verify_focal_px, dtype=np.float32))

@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
-from .config import StudentConfig
-from .student import SurroundDepthStudent
+from fsmde_ros.errors import FsmdeError
+from fsmde_ros.model.config import StudentConfig
+from fsmde_ros.model.student import SurroundDepthStudent
 
 CHECKPOINT_FORMAT = "fsmde_student/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FsmdeError, ValueError):
     """A checkpoint is missing, not weights-only, or of another architecture; names the file."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fsmde_ros.errors import ConfigError, dataclass_from_dict
+
 # ImageNet statistics of the timm encoders; normalisation happens inside the network (and so
 # inside the exported graph), so callers always send raw RGB.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,15 +34,15 @@ class StudentConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.min_depth_m < self.max_depth_m:
-            raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
+            raise ConfigError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
         if self.num_bins < 2 or self.num_views < 1 or self.canonical_focal_px <= 0:
-            raise ValueError(f"bad StudentConfig: num_bins={self.num_bins}, num_views={self.num_views}, "
+            raise ConfigError(f"bad StudentConfig: num_bins={self.num_bins}, num_views={self.num_views}, "
                              f"canonical_focal_px={self.canonical_focal_px}")
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         if len(self.decoder_channels) != 3:
-            raise ValueError(f"decoder_channels needs 3 widths (strides 16, 8, 4), got {self.decoder_channels}")
+            raise ConfigError(f"decoder_channels needs 3 widths (strides 16, 8, 4), got {self.decoder_channels}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples), so it survives torch.load(weights_only=True) and JSON."""
@@ -49,8 +51,4 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown StudentConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "StudentConfig")

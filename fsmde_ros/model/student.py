@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bins import DepthBinHead
-from .config import StudentConfig
+from fsmde_ros.errors import ConfigError, MissingFileError
+from fsmde_ros.model.bins import DepthBinHead
+from fsmde_ros.model.config import StudentConfig
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, padding: int | tuple[int, int] | None = None) -> nn.Sequential:
@@ -74,7 +75,7 @@ class LeanDecoder(nn.Module):
 
 
 class SurroundDepthStudent(nn.Module):
-    """The real-time surround student (DESIGN.md §4)."""
+    """The real-time surround student (docs/method.md: the network and its depth-bin head)."""
 
     def __init__(self, config: StudentConfig | None = None, encoder_weights: str | Path | None = None):
         super().__init__()
@@ -83,7 +84,7 @@ class SurroundDepthStudent(nn.Module):
         if encoder_weights is not None:
             path = Path(encoder_weights)
             if not path.is_file():
-                raise FileNotFoundError(f"encoder weights {path} not found (ImageNet weights load only from a local file)")
+                raise MissingFileError(f"encoder weights {path} not found (ImageNet weights load only from a local file)")
             kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
         # out_indices 1..4: strides 4, 8, 16, 32
         self.encoder = timm.create_model(config.encoder, features_only=True, out_indices=(1, 2, 3, 4), **kwargs)
@@ -98,9 +99,9 @@ class SurroundDepthStudent(nn.Module):
 
     def _check(self, images: torch.Tensor, focal_px: torch.Tensor) -> None:
         if images.ndim != 5 or images.shape[2] != 3:
-            raise ValueError(f"images must be [B,V,3,H,W], got {tuple(images.shape)}")
+            raise ConfigError(f"images must be [B,V,3,H,W], got {tuple(images.shape)}")
         if focal_px.shape != images.shape[:2]:
-            raise ValueError(f"focal_px must be [B,V] = {tuple(images.shape[:2])}, got {tuple(focal_px.shape)}")
+            raise ConfigError(f"focal_px must be [B,V] = {tuple(images.shape[:2])}, got {tuple(focal_px.shape)}")
 
     def forward_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B,V,3,H,W] in [0,1] -> bottleneck [B*V,Cf,H/32,W/32], features [B*V,Cd,H/4,W/4], pooled [B*V,Cf]."""

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fsmde_ros.errors import ConfigError, MissingFileError
+
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB normalisation DINOv2 / Depth Anything were trained with
@@ -63,7 +65,7 @@ def as_float_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     if x.dtype == torch.uint8 and x.ndim == 5 and x.shape[-1] == 3:
         return x.permute(0, 1, 4, 2, 3).float() / 255.0
     if x.ndim != 5 or x.shape[2] != 3 or not x.is_floating_point():
-        raise ValueError(f"images must be float [B,V,3,H,W] in [0,1] (or uint8 [B,V,H,W,3]), "
+        raise ConfigError(f"images must be float [B,V,3,H,W] in [0,1] (or uint8 [B,V,H,W,3]), "
                          f"got {x.dtype} {tuple(x.shape)}")
     return x
 
@@ -137,11 +139,11 @@ def load_depth_anything(path_or_hub_id: str | Path):
     path = Path(src).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"Depth Anything model dir {path} has no config.json (expected a "
+            raise MissingFileError(f"Depth Anything model dir {path} has no config.json (expected a "
                                     f"transformers save_pretrained() directory)")
         return DepthAnythingForDepthEstimation.from_pretrained(str(path), local_files_only=True)
     if not HUB_ID.match(src) or src.endswith((".pt", ".pth", ".bin", ".safetensors", ".onnx")):
-        raise FileNotFoundError(f"Depth Anything model {src} not found (neither an existing local dir nor a "
+        raise MissingFileError(f"Depth Anything model {src} not found (neither an existing local dir nor a "
                                 f"hub id like 'depth-anything/Depth-Anything-V2-Small-hf')")
     logger.info("loading Depth Anything %r from the Hugging Face hub/cache (downloads if not cached; "
                 "HF_HUB_OFFLINE=1 forbids it)", src)
@@ -184,9 +186,9 @@ class DepthAnythingTeacher(_ResizeNotice):
                feature_layer: str | None = DEFAULT_FEATURE_LAYER, chunk_size: int | None = None,
                dtype: torch.dtype = torch.float32) -> None:
         if feature_layer is not None and feature_layer not in FEATURE_LAYERS:
-            raise ValueError(f"feature_layer must be one of {', '.join(FEATURE_LAYERS)} or None, got {feature_layer!r}")
+            raise ConfigError(f"feature_layer must be one of {', '.join(FEATURE_LAYERS)} or None, got {feature_layer!r}")
         if input_size is not None and input_size < PATCH_SIZE:
-            raise ValueError(f"input_size must be >= {PATCH_SIZE} px (short side), got {input_size}")
+            raise ConfigError(f"input_size must be >= {PATCH_SIZE} px (short side), got {input_size}")
         self.spec, self.device, self.dtype = spec, torch.device(device), dtype
         self.input_size, self.feature_layer, self.chunk_size = input_size, feature_layer, chunk_size
         self.model = model.eval().requires_grad_(False).to(self.device, dtype)
@@ -252,7 +254,7 @@ class OnnxRelativeTeacher(_ResizeNotice):
         self.path = Path(path).expanduser()
         self.spec = f"onnx:{self.path.resolve()}"
         if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX teacher model {self.path} not found")
+            raise MissingFileError(f"ONNX teacher model {self.path} not found")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         available = ort.get_available_providers()
@@ -260,13 +262,13 @@ class OnnxRelativeTeacher(_ResizeNotice):
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # InvalidProtobuf, Fail, ...: all mean "this file is not a usable model"
-            raise ValueError(f"cannot load ONNX teacher {self.path}: not a valid ONNX model ({e})") from e
+            raise ConfigError(f"cannot load ONNX teacher {self.path}: not a valid ONNX model ({e})") from e
         inputs = self.session.get_inputs()
         shapes = [(i.name, i.shape, i.type) for i in inputs]
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
-            raise ValueError(f"ONNX teacher {self.path}: expected one image input [N,3,H,W] (NCHW RGB), got {shapes}")
+            raise ConfigError(f"ONNX teacher {self.path}: expected one image input [N,3,H,W] (NCHW RGB), got {shapes}")
         if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
-            raise ValueError(f"ONNX teacher {self.path}: image input must be float or float16 (normalised RGB), "
+            raise ConfigError(f"ONNX teacher {self.path}: image input must be float or float16 (normalised RGB), "
                              f"got {shapes}")
         self.input = inputs[0]
         self.input_dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
@@ -286,11 +288,11 @@ class OnnxRelativeTeacher(_ResizeNotice):
         listing = [(o.name, o.shape) for o in outs]
         if output != "auto":
             if output not in [o.name for o in outs]:
-                raise ValueError(f"ONNX teacher {self.path} has no output {output!r}; outputs: {listing}")
+                raise ConfigError(f"ONNX teacher {self.path} has no output {output!r}; outputs: {listing}")
             return output
         depth_like = [o for o in outs if len(o.shape) == 3 or (len(o.shape) == 4 and o.shape[1] == 1)]
         if not depth_like:
-            raise ValueError(f"ONNX teacher {self.path}: no output of shape [N,H,W] or [N,1,H,W]; outputs: {listing}")
+            raise ConfigError(f"ONNX teacher {self.path}: no output of shape [N,H,W] or [N,1,H,W]; outputs: {listing}")
         return depth_like[0].name
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -303,7 +305,7 @@ class OnnxRelativeTeacher(_ResizeNotice):
         if y.ndim == 4 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 3:
-            raise ValueError(f"ONNX teacher {self.path}: output {self.output!r} has shape {y.shape}, "
+            raise ConfigError(f"ONNX teacher {self.path}: output {self.output!r} has shape {y.shape}, "
                              f"expected [N,H,W] or [N,1,H,W]")
         return y
 
@@ -336,10 +338,10 @@ class SyntheticTeacher:
         """teacher [B,V,H,W] (relative inverse depth, unknown scale/shift), features [B,V,C,h,w] or None -> TeacherOutput."""
         rel = torch.as_tensor(teacher)
         if rel.ndim != 4:
-            raise ValueError(f"batch['teacher'] must be [B,V,H,W], got {tuple(rel.shape)}")
+            raise ConfigError(f"batch['teacher'] must be [B,V,H,W], got {tuple(rel.shape)}")
         feats = None if features is None else torch.as_tensor(features).float()
         if feats is not None and (feats.ndim != 5 or feats.shape[:2] != rel.shape[:2]):
-            raise ValueError(f"batch['teacher_features'] must be [B,V,C,h,w] with B,V = {tuple(rel.shape[:2])}, "
+            raise ConfigError(f"batch['teacher_features'] must be [B,V,C,h,w] with B,V = {tuple(rel.shape[:2])}, "
                              f"got {tuple(feats.shape)}")
         return TeacherOutput(relative=rel.float(), features=feats)
 
@@ -376,4 +378,4 @@ def create_teacher(spec: str, device: str | torch.device = "cpu", **kwargs) -> R
         return DepthAnythingTeacher(arg, device=device, **kwargs)
     if kind == "onnx" and arg:
         return OnnxRelativeTeacher(arg, **kwargs)
-    raise ValueError(f"unknown teacher spec {spec!r}; valid forms: {SPEC_FORMS}")
+    raise ConfigError(f"unknown teacher spec {spec!r}; valid forms: {SPEC_FORMS}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .base import DepthBackend
+from fsmde_ros.errors import ConfigError
+from fsmde_ros.runtime.base import DepthBackend
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+ONNX_BACKENDS = ("auto", "tensorrt", "onnxruntime")  # the backends that run an exported .onnx
 
 
 def create_backend(kind: str, model_path: str | Path, **options) -> DepthBackend:
@@ -18,30 +20,30 @@ def create_backend(kind: str, model_path: str | Path, **options) -> DepthBackend
     threads (ONNX Runtime), height/width/device (torch).
     """
     if kind not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
     precision = options.get("precision", "fp16")
     if kind == "torch":
-        from .torch_backend import TorchBackend
+        from fsmde_ros.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model_path, options["height"], options["width"], options.get("device"))
     if kind == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
+        from fsmde_ros.runtime.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(model_path, precision, options.get("engine_cache_dir"))
     if kind == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
+        from fsmde_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model_path, options.get("providers"), options.get("threads", 0), precision)
     return _auto(model_path, precision, options)
 
 
 def _auto(model_path: str | Path, precision: str, options: dict) -> DepthBackend:
-    from .model_file import read_model_info
+    from fsmde_ros.model.contract import read_model_info
 
     read_model_info(model_path)  # a missing or corrupt model is the user's error, not a reason to fall back
     skipped = []
     try:
-        from .tensorrt_backend import TensorRTBackend
+        from fsmde_ros.runtime.tensorrt_backend import TensorRTBackend
 
         backend = TensorRTBackend(model_path, precision, options.get("engine_cache_dir"))
     except Exception as exc:  # noqa: BLE001 - every failure here means "try the next backend"
@@ -49,9 +51,9 @@ def _auto(model_path: str | Path, precision: str, options: dict) -> DepthBackend
     else:
         log.info("backend auto -> %s", backend.name)
         return backend
-    from .onnxruntime_backend import OnnxRuntimeBackend
-
     import onnxruntime as ort
+
+    from fsmde_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     available = ort.get_available_providers()
     for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
@@ -79,4 +81,4 @@ def _log_choice(backend: DepthBackend, skipped: list[str]) -> None:
     log.info("backend auto -> %s", backend.name)
 
 
-__all__ = ["BACKENDS", "DepthBackend", "create_backend"]
+__all__ = ["BACKENDS", "ONNX_BACKENDS", "DepthBackend", "create_backend"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_file import OUTPUT_NAMES, read_model_info
-from .base import DepthBackend
+from fsmde_ros.model.contract import OUTPUT_NAMES, read_model_info
+from fsmde_ros.runtime.base import DepthBackend
 
 log = logging.getLogger(__name__)
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

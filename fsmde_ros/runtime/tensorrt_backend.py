@@ -11,9 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_file import INPUT_NAMES, OUTPUT_NAMES, read_model_info
-from ..export.tensorrt import TensorRTUnavailable, current_gpu, ensure_engine, import_tensorrt
-from .base import DepthBackend
+from fsmde_ros.model.contract import INPUT_NAMES, OUTPUT_NAMES, read_model_info
+from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.runtime.engine_build import (
+    TensorRTUnavailable,
+    current_gpu,
+    ensure_engine,
+    import_tensorrt,
+)
 
 log = logging.getLogger(__name__)
 

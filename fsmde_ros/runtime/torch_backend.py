@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..export.onnx import StudentForExport
-from ..model.checkpoint import load_student
-from .base import DepthBackend
+from fsmde_ros.export.onnx import StudentForExport
+from fsmde_ros.model.checkpoint import load_student
+from fsmde_ros.runtime.base import DepthBackend
 
 
 class TorchBackend(DepthBackend):

@@ -26,8 +26,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.helpers.ddad_fixture import OPTICAL_IN_BODY, apply, inv, matrix_from_quat_wxyz, quat_wxyz_from_matrix, \
-    rot_x, rot_y, rot_z
+from tests.helpers.ddad_fixture import (
+    OPTICAL_IN_BODY,
+    apply,
+    inv,
+    matrix_from_quat_wxyz,
+    quat_wxyz_from_matrix,
+    rot_x,
+    rot_y,
+    rot_z,
+)
 
 VERSION = "v1.0-mini"
 HEIGHT, WIDTH = 64, 96

@@ -4,8 +4,10 @@ import itertools
 import os
 from pathlib import Path
 
+from fsmde_ros.paths import fastdds_profile
+
 REPO = Path(__file__).resolve().parents[2]
-FASTDDS_PROFILE = REPO / "config" / "fastdds_shm.xml"
+FASTDDS_PROFILE = fastdds_profile()
 
 
 # DDS domains 30..179, handed out in turn: no two tests of a session share one (a random pick collided

@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from fsmde_ros import ros_msgs  # noqa: E402
+from fsmde_ros.ros.codec import MessageBuilder  # noqa: E402
+
+BUILD = MessageBuilder.rclpy()
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from tests.helpers.oracle_model import encode_depth  # noqa: E402
 
@@ -76,12 +77,12 @@ def main() -> None:
                 pub_img[i].publish(bad)
                 continue
             if not args.no_info:
-                pub_info[i].publish(ros_msgs.make_camera_info(item["K"][i], args.width, args.height, header))
+                pub_info[i].publish(BUILD.camera_info(item["K"][i], args.width, args.height, header))
             if args.compressed:  # PNG: lossless, so oracle depth survives
                 png = cv2.imencode(".png", cv2.cvtColor(images[i], cv2.COLOR_RGB2BGR))[1]
                 pub_img[i].publish(CompressedImage(header=header, format="png", data=png.tobytes()))
             else:
-                pub_img[i].publish(ros_msgs.rgb_to_image(images[i], header))
+                pub_img[i].publish(BUILD.rgb_image(images[i], header))
         rclpy.spin_once(node, timeout_sec=0.0)
         time.sleep(max(0.0, start + (n + 1) * period - time.monotonic()))
     time.sleep(0.5)

@@ -1,0 +1,1 @@
+"""The `fsmde` command line, the demo and the pictures they draw."""

@@ -1,0 +1,184 @@
+"""What each `fsmde` subcommand does (the parser is in fsmde_ros.app.cli).
+
+Heavy imports happen inside each handler so that `fsmde --help` is instant. A handler raises
+FsmdeError for anything the user can fix; `cli.main` turns it into one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fsmde_ros.errors import ConfigError
+
+
+def cmd_rig_show(args: argparse.Namespace) -> int:
+    from fsmde_ros.geometry.rig import load_rig
+
+    rig = load_rig(args.name)
+    if args.width or args.height:
+        if not (args.width and args.height):
+            raise ConfigError("give both --width and --height")
+        rig = rig.resized(args.width, args.height)
+    print(rig.describe())
+    return 0
+
+
+def cmd_rig_list(args: argparse.Namespace) -> int:
+    from fsmde_ros.geometry.rig import available_rigs, rig_preset_dir
+
+    for name in available_rigs():
+        print(f"{name:<12} {rig_preset_dir() / (name + '.yaml')}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from fsmde_ros.data.synthetic import write_synthetic_sequence
+
+    out = write_synthetic_sequence(args.rig, frames=args.frames, out_dir=args.out, height=args.height,
+                                   width=args.width, seed=args.seed)
+    print(f"wrote {args.frames} frame(s) of the {args.rig} rig to {out} (preview: {Path(out) / 'preview.png'})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fsmde_ros.app.demo import DemoError, run_demo
+
+    try:
+        run_demo(args.out, rig=args.rig, frames=args.frames, seed=args.seed, model=args.model, backend=args.backend,
+                 rate=args.rate)
+    except DemoError as exc:
+        print(f"[demo] FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fsmde_ros.data.synthetic import SyntheticSurround
+    from fsmde_ros.export.onnx import export_onnx
+    from fsmde_ros.geometry.rig import load_rig
+    from fsmde_ros.model.checkpoint import load_student
+    from fsmde_ros.model.student import create_student
+
+    if args.checkpoint:
+        student = load_student(args.checkpoint)
+        source = str(args.checkpoint)
+    else:
+        print(f"[export] no --checkpoint: exporting an untrained {args.student} (random weights; for benchmarks only)")
+        student = create_student(args.student)
+        source = f"untrained:{args.student}"
+    rig = load_rig(args.rig)
+    frame = SyntheticSurround(rig, seed=args.seed, height=args.height, width=args.width, frames=1)[0]
+    focal = frame["K"][:, 0, 0].astype("float32")
+    print(f"[export] {source} -> {args.out} at {args.height}x{args.width}, verifying on a synthetic {rig.name} frame")
+    errors = export_onnx(student, args.out, args.height, args.width, frame["images"], focal, rig=rig.name,
+                         opset=args.opset, extra_metadata={"source": source})
+    print(f"[export] wrote {args.out}; ONNX Runtime vs PyTorch relative error: "
+          + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    if args.tensorrt:
+        from fsmde_ros.runtime.engine_build import ensure_engine
+
+        engine = ensure_engine(args.out, args.precision, args.engine_cache_dir)
+        print(f"[export] TensorRT {args.precision} engine: {engine}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from fsmde_ros.distill.trainer import TrainConfig, run_distillation
+
+    cfg = TrainConfig.load(args.config)
+    if args.out_dir:
+        cfg.out_dir = str(args.out_dir)
+    if args.steps:
+        cfg.steps = args.steps
+    ckpt = run_distillation(cfg, resume=not args.no_resume)
+    print(f"[distill] checkpoint: {ckpt}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fsmde_ros.data.surround import CachedDataset
+    from fsmde_ros.distill.evaluate import evaluate, format_table, write_results
+    from fsmde_ros.runtime import create_backend
+
+    if args.onnx:
+        backend = create_backend(args.backend, args.onnx)
+    else:
+        backend = create_backend("torch", args.checkpoint, height=args.height, width=args.width)
+    dataset = CachedDataset(args.dataset, backend.height, backend.width, args.cache_dir)
+    results = evaluate(backend, dataset, max_depth=args.max_depth, dense_gt=args.dense_gt, limit=args.limit)
+    print(format_table(results))
+    if args.json:
+        print(f"[eval] wrote {write_results(results, args.json)}")
+    if args.plot:
+        import cv2
+
+        from fsmde_ros.app.figures import sparsification_figure
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        picture = sparsification_figure([(f"{results['rig']} ({results['gt']} GT)", results["uncertainty"])])
+        cv2.imwrite(str(args.plot), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        print(f"[eval] wrote {args.plot}")
+    return 0
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    from fsmde_ros.data.surround import CachedDataset
+    from fsmde_ros.distill.teach import precompute_teacher
+    from fsmde_ros.model.teachers import create_teacher
+
+    teacher = create_teacher(args.teacher, device=args.device)
+    for spec in args.dataset:
+        dataset = CachedDataset(spec, args.height, args.width, args.cache_dir)
+        # one cache per dataset, named like the dataset's render cache: `fsmde distill` finds it by that key
+        out = precompute_teacher(dataset, teacher, Path(args.out) / dataset.key, with_features=args.features)
+        print(f"[teach] {spec}: teacher outputs for {len(dataset)} sets in {out}")
+    print(f"[teach] train with `teacher: {args.out}` in the distill config")
+    return 0
+
+
+def cmd_bag(args: argparse.Namespace) -> int:
+    from fsmde_ros.data.surround import open_dataset
+    from fsmde_ros.ros.bag import WriteReport, describe_bag, write_bag
+
+    dataset = open_dataset(args.dataset, args.height, args.width)
+    report = WriteReport()
+    try:
+        out = write_bag(dataset, args.out, format=args.format, compressed=args.compressed,
+                        jpeg_quality=args.jpeg_quality, with_lidar=args.lidar, limit=args.limit,
+                        progress=not args.no_progress, skip_bad=not args.strict, report=report)
+    except KeyboardInterrupt:
+        return 130  # the bag is closed with what was written (write_bag said so)
+    print(describe_bag(out))
+    if report.skipped:
+        print(f"[bag] skipped {len(report.skipped)} sets with missing or corrupt files: "
+              + "; ".join(f"set {i}: {why}" for i, why in report.skipped))
+    print(f"[bag] replay with `fsmde play {out}` or `ros2 bag play {out}`")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from fsmde_ros.ros.play import play_bag
+
+    play_bag(args.bag, rate=args.rate, loop=args.loop, start_offset=args.start_offset, topics=args.topics,
+             clock=args.clock, wait_for_subscribers=args.wait_for_subscribers, wait_timeout=args.wait_timeout,
+             reliability=args.qos_reliability)
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from fsmde_ros.ros.bag import describe_bag
+    from fsmde_ros.ros.process import process_bag
+    from fsmde_ros.service.params import PROCESS_PARAMS
+
+    params = {name: getattr(args, name) for name in PROCESS_PARAMS}
+    s = process_bag(args.bag, args.out, rig=args.rig, params=params, compressed=args.compressed, format=args.format,
+                    copy_inputs=args.copy_inputs, diagnostics_every=args.diagnostics_every, limit=args.limit,
+                    progress=not args.no_progress)
+    print(f"[process] {s.sets} sets ({s.partial_sets} partial, {s.failed_sets} failed, {s.unmatched} images in no set) "
+          f"in {s.seconds:.1f} s with {s.backend}: {s.sets / max(s.seconds, 1e-9):.1f} sets/s")
+    print(describe_bag(s.out))
+    if not s.sets:
+        print("[process] warning: no complete surround set; check --slop and that all cameras are in the bag",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,199 @@
+"""The `surround_depth` ROS 2 node: topics, parameters and threads around SurroundDepthService.
+
+Six camera topics -> SurroundSynchronizer -> newest complete set -> one worker thread ->
+SurroundDepthPipeline (one batched inference) -> per-camera depth / depth_std / camera_info,
+one fused cloud in base_link, and /diagnostics at 1 Hz. Callbacks only validate and queue; a
+bad input is logged once per camera and kind, counted, and dropped, never raised.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+
+import rclpy
+import rclpy.executors
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from fsmde_ros.errors import FsmdeError
+from fsmde_ros.paths import resolve_model
+from fsmde_ros.ros import codec
+from fsmde_ros.ros.codec import MessageBuilder
+from fsmde_ros.service.params import NODE_PARAMS
+from fsmde_ros.service.surround_service import SurroundDepthService
+
+NODE_NAME = "surround_depth"
+SYNC_POLL_HZ = 10.0  # how often silent cameras are checked (and partial sets emitted)
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec.description + (f" ({spec.constraint_text()})" if spec.choices else ""),
+                               read_only=spec.read_only)
+    if isinstance(spec.default, float) and spec.min is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
+    elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min is not None:
+        desc.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    return desc
+
+
+class SurroundDepthNode(Node):
+    """Real-time full-surround metric depth: the wiring of SurroundDepthService to topics (docs/architecture.md)."""
+
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        raw = {s.name: self.declare_parameter(s.name, s.default, _descriptor(s)).value for s in NODE_PARAMS}
+        log = self.get_logger()
+        self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info)
+        self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
+        self.health = self.service.health
+        for reason in getattr(self.backend, "skipped", []):
+            log.info(f"backend auto skipped {reason}")
+        log.info(f"backend {self.backend.name} ({self.backend.precision}), model {resolve_model(self.p['model'])}, "
+                 f"input {self.backend.width}x{self.backend.height} x {self.backend.views} views")
+        self.build = MessageBuilder.rclpy()
+        self._sets: queue.Queue = queue.Queue(maxsize=1)
+        self._make_io()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="surround_depth_worker", daemon=True)
+        self._worker.start()
+        self.create_timer(1.0 / SYNC_POLL_HZ, self._poll_sync)
+        self.create_timer(1.0, self._publish_diagnostics)
+        if self.p["publish_rig_tf"]:
+            self._publish_rig_tf()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _make_io(self) -> None:
+        p = self.p
+        reliability = ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["queue_size"], reliability=reliability)
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_depth, self.pub_std, self.pub_info = {}, {}, {}
+        for i, cam in enumerate(self.rig.cameras):
+            if p["publish_depth"]:
+                self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", out_qos)
+                self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", out_qos)
+            if p["publish_std"]:
+                self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", out_qos)
+            if p["compressed"]:
+                self.create_subscription(CompressedImage, cam.image_topic + "/compressed",
+                                         lambda m, i=i: self._on_image(i, m), sensor_qos)
+            else:
+                self.create_subscription(Image, cam.image_topic, lambda m, i=i: self._on_image(i, m), sensor_qos)
+            self.create_subscription(CameraInfo, cam.info_topic, lambda m, i=i: self._on_info(i, m), sensor_qos)
+        self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos) if p["publish_cloud"] else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _publish_rig_tf(self) -> None:
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning("tf2_msgs is not installed: not publishing the rig on /tf_static "
+                                      "(a ROS 2 installation has it; bags from `fsmde bag` carry /tf_static)")
+            return
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)
+        self._tf_pub = self.create_publisher(TFMessage, "/tf_static", qos)
+        now = self.get_clock().now().nanoseconds
+        self._tf_pub.publish(self.build.tf_message([self.build.transform_stamped(cam.T_base_cam, self.rig.base_frame,
+                                                                                 cam.frame_id, now)
+                                                    for cam in self.rig.cameras]))
+
+    # -- callbacks (never block, never raise) ---------------------------------------------------
+    def _on_image(self, i: int, msg) -> None:
+        # callbacks run one at a time (single-threaded executor); only the worker runs sets
+        for synced in self.service.on_image(i, codec.header_sec(msg.header), msg, time.monotonic(),
+                                            compressed=isinstance(msg, CompressedImage)):
+            self._enqueue(synced)
+
+    def _on_info(self, i: int, msg: CameraInfo) -> None:
+        self.service.on_camera_info(i, msg)
+
+    def _poll_sync(self) -> None:
+        for synced in self.service.poll(time.monotonic()):
+            self._enqueue(synced)
+
+    def _enqueue(self, synced) -> None:
+        """Keep only the newest complete set for the worker; an older waiting one is dropped and counted."""
+        try:
+            self._sets.put_nowait(synced)
+        except queue.Full:
+            try:
+                self._sets.get_nowait()
+                self.health.count("sets_dropped")
+            except queue.Empty:
+                pass
+            self._sets.put_nowait(synced)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while self._running:
+            try:
+                synced = self._sets.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                output = self.service.run(synced)
+                if output is not None:
+                    self._publish(output)
+            except Exception as exc:  # noqa: BLE001 - the node survives a failing set, says why, counts it
+                self.health.count("failed_sets")
+                self.get_logger().error(f"surround set at {synced.stamp:.3f} failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=5.0)
+
+    def _publish(self, output) -> None:
+        start = time.perf_counter()
+        result, w, h = output.result, self.backend.width, self.backend.height
+        headers = [m.header if m is not None else None for m in output.messages]
+        for i, header in enumerate(headers):
+            if header is None:
+                continue
+            if i in self.pub_depth:
+                self.pub_depth[i].publish(self.build.depth_image(result.depth[i], header))
+                self.pub_info[i].publish(self.build.camera_info(result.K[i], w, h, header))
+            if i in self.pub_std:
+                self.pub_std[i].publish(self.build.depth_image(result.depth_std[i], header))
+        if self.pub_points is not None and result.cloud is not None:
+            latest = max(codec.header_ns(hdr) for hdr in headers if hdr is not None)
+            self.pub_points.publish(self.build.surround_cloud(result.cloud, self.build.header(latest, self.rig.base_frame)))
+        now_ros = self.get_clock().now().nanoseconds * 1e-9
+        self.service.published(output, time.monotonic(), (now_ros - output.stamp) * 1e3,
+                               (time.perf_counter() - start) * 1e3)
+
+    def _publish_diagnostics(self) -> None:
+        statuses = self.service.report(time.monotonic())
+        array = self.build.diagnostic_array(self.get_clock().now().nanoseconds, statuses, self.get_name())
+        self.pub_diag.publish(array)
+
+    def destroy_node(self) -> None:
+        self._running = False
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed
+        if worker is not None:
+            worker.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = SurroundDepthNode()
+    except FsmdeError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""TensorRT engine cache: one engine per (ONNX content, GPU, TensorRT version, precision).
+
+Engines are only valid for the GPU and TensorRT version that built them, so the cache key holds
+all four; a key that matches is reused at every start, anything else is (re)built. Each engine
+has a JSON sidecar with its key, checked on load, so a renamed or half-written file is caught.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from fsmde_ros.paths import ENGINE_CACHE_DIR
+
+PRECISIONS = ("fp16", "fp32")  # int8 is an extension point: it needs a calibrator over real frames
+DEFAULT_CACHE_DIR = Path(ENGINE_CACHE_DIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineKey:
+    """What an engine depends on."""
+
+    onnx_sha256: str
+    gpu_name: str
+    compute_capability: str  # e.g. "8.7" (Orin), "9.0" (H100)
+    tensorrt_version: str
+    precision: str
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r} "
+                             "(int8 needs a calibration set and is not built automatically)")
+
+    def filename(self, stem: str) -> str:
+        gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower()
+        return (f"{stem}-{self.onnx_sha256[:16]}-{gpu}-sm{self.compute_capability.replace('.', '')}"
+                f"-trt{self.tensorrt_version}-{self.precision}.engine")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class EngineCache:
+    """A directory of engines and their sidecars."""
+
+    def __init__(self, directory: str | Path = DEFAULT_CACHE_DIR):
+        self.directory = Path(directory).expanduser()
+
+    def paths(self, stem: str, key: EngineKey) -> tuple[Path, Path]:
+        engine = self.directory / key.filename(stem)
+        return engine, engine.with_suffix(".json")
+
+    def lookup(self, stem: str, key: EngineKey) -> tuple[Path | None, str]:
+        """(engine path, "") when a valid entry exists, else (None, why it must be built)."""
+        engine, sidecar = self.paths(stem, key)
+        if not engine.is_file():
+            stale = sorted(p.name for p in self.directory.glob(f"{stem}-*.engine")) if self.directory.is_dir() else []
+            why = "no cached engine for this ONNX, GPU, TensorRT version and precision"
+            return None, why + (f" (stale engines present: {', '.join(stale)})" if stale else "")
+        try:
+            recorded = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            return None, f"{sidecar.name} is missing or unreadable"
+        if recorded.get("key") != dataclasses.asdict(key):
+            return None, f"{sidecar.name} records another key: {recorded.get('key')}"
+        if engine.stat().st_size != recorded.get("size"):
+            return None, f"{engine.name} is truncated or was replaced ({engine.stat().st_size} bytes, expected {recorded.get('size')})"
+        return engine, ""
+
+    def store(self, stem: str, key: EngineKey, engine_bytes: bytes, extra: dict | None = None) -> Path:
+        """Write engine then sidecar atomically (a crash mid-write leaves no valid-looking entry)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        engine, sidecar = self.paths(stem, key)
+        tmp = engine.with_suffix(".engine.tmp")
+        tmp.write_bytes(engine_bytes)
+        tmp.replace(engine)
+        meta = {"key": dataclasses.asdict(key), "size": len(engine_bytes), **(extra or {})}
+        tmp_json = sidecar.with_suffix(".json.tmp")
+        tmp_json.write_text(json.dumps(meta, indent=2))
+        tmp_json.replace(sidecar)
+        return engine

@@ -1,0 +1,175 @@
+"""The per-set service: what the node and `fsmde process` both do with a rig's camera streams.
+
+One object from the node's parameters (rig, model, backend, pipeline, synchroniser, health),
+fed the same events by both callers: CameraInfo intrinsics, images as they arrive, time. It
+checks and groups the images, runs each complete set once through the backend and says what to
+publish; bad inputs are counted in `NodeHealth` and logged once per camera and reason. The ros
+layer decodes and publishes, through a `decoder` it passes in (the codec), so this module never
+sees a ROS type. See docs/architecture.md for where it sits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from fsmde_ros.errors import ConfigError, FsmdeError, MessageError
+from fsmde_ros.geometry.metrics import cross_view_consistency
+from fsmde_ros.geometry.rig import CameraRig, load_rig, scale_intrinsics
+from fsmde_ros.paths import resolve_model
+from fsmde_ros.runtime import create_backend
+from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.service.diagnostics import NodeHealth
+from fsmde_ros.service.params import validate_params
+from fsmde_ros.service.pipeline import SetResult, SurroundDepthPipeline
+from fsmde_ros.service.sync import SurroundSynchronizer, SyncedSet
+
+CONSISTENCY_PERIOD_S = 2.0  # the cross-view consistency of the last set is refreshed this often
+CONSISTENCY_SUBSAMPLE = 2  # ...on every 2nd pixel: a quarter of the cost, the same statistic
+
+
+class MessageDecoder(Protocol):
+    """What the service needs from the codec (fsmde_ros.ros.codec); each raises MessageError."""
+
+    def check_image(self, msg: Any) -> None: ...  # cheap check at arrival (encoding, size, buffer)
+
+    def image_to_rgb(self, msg: Any) -> np.ndarray: ...  # uint8 [H,W,3] RGB
+
+    def camera_info_K(self, msg: Any) -> np.ndarray: ...  # [3,3] float64
+
+
+@dataclasses.dataclass
+class SetOutput:
+    """A processed set: the pipeline's result and, per camera, the message it came from (None: not published)."""
+
+    result: SetResult
+    messages: list[Any | None]
+    stamp: float  # the set's reference stamp [s] (the latest member stamp)
+
+
+def start_backend(p: dict[str, Any], model: Path, **options) -> DepthBackend:
+    """The backend the parameters ask for, or ConfigError saying why it cannot start."""
+    try:
+        return create_backend(p["backend"], model, precision=p["precision"], threads=p["threads"],
+                              engine_cache_dir=str(Path(p["engine_cache_dir"]).expanduser()), **options)
+    except FsmdeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any backend failure at start is a configuration problem
+        raise ConfigError(f"cannot start backend {p['backend']!r} with {model}: {type(exc).__name__}: {exc}") from None
+
+
+class SurroundDepthService:
+    """Parameters -> one surround set at a time -> depth, clouds and health (see the module doc)."""
+
+    def __init__(self, p: dict[str, Any], rig: CameraRig, backend: DepthBackend, decoder: MessageDecoder,
+                 warn: Callable[[str], None] = print, info: Callable[[str], None] = print):
+        self.p, self.rig, self.backend, self.decoder = p, rig, backend, decoder
+        self.warn, self.info = warn, info
+        self.pipeline = SurroundDepthPipeline(backend, rig, p["min_depth"], p["max_depth"], p["cloud_stride"],
+                                              p["max_depth_std_ratio"], make_cloud=p["publish_cloud"],
+                                              cloud_overlap=p["cloud_overlap"])
+        self.sync = SurroundSynchronizer(rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
+        self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
+        self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
+        self._camera_info: list[tuple[np.ndarray, int, int] | None] = [None] * len(rig)  # (K, width, height)
+        self._logged: set[tuple[str, str]] = set()
+        self._last_consistency = -np.inf
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], decoder: MessageDecoder, rig: str | CameraRig | None = None,
+                    model_option: str = "model:=", **kwargs) -> "SurroundDepthService":
+        """Validate `params` (the node's), load the rig (`rig` overrides p['rig']), resolve and start the model."""
+        p = validate_params(params)
+        rig = rig if isinstance(rig, CameraRig) else load_rig(rig or p["rig"])
+        backend = start_backend(p, resolve_model(p["model"], model_option))
+        if backend.views != len(rig):
+            raise ConfigError(f"the model takes {backend.views} views but rig {rig.name!r} has {len(rig)} cameras; "
+                              "export the student for this rig or pass the rig it was exported for")
+        return cls(p, rig, backend, decoder, **kwargs)
+
+    # -- events ---------------------------------------------------------------------------------
+    def drop(self, i: int, kind: str, detail: str) -> None:
+        """Count a bad input of camera i and log it once per camera and kind."""
+        name = self.rig.names[i]
+        self.health.camera_error(name, kind)
+        if (name, kind) not in self._logged:
+            self._logged.add((name, kind))
+            self.warn(f"camera {name}: dropping input ({kind}): {detail} (logged once; counted in /diagnostics)")
+
+    def on_camera_info(self, i: int, msg: Any) -> None:
+        """Take camera i's intrinsics from a CameraInfo; a bad one keeps the last good (or the rig's)."""
+        try:
+            self._camera_info[i] = (self.decoder.camera_info_K(msg), int(msg.width), int(msg.height))
+        except MessageError as exc:
+            self.drop(i, "bad_camera_info", f"{exc}; using the last good or the rig's intrinsics")
+
+    def on_image(self, i: int, stamp: float, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
+        """Offer camera i's image (header stamp [s], arrival time `now` [s]); returns the sets it completes."""
+        self.health.image_received(self.rig.names[i], now)
+        if not compressed:
+            try:
+                self.decoder.check_image(msg)
+            except MessageError as exc:
+                self.drop(i, "bad_image", str(exc))
+                return []
+        return self.sync.add(i, stamp, msg, now)
+
+    def poll(self, now: float) -> list[SyncedSet]:
+        """Sets that time alone completes (allow_partial after camera_timeout)."""
+        return self.sync.poll(now)
+
+    # -- one set --------------------------------------------------------------------------------
+    def intrinsics(self, i: int, width: int, height: int) -> np.ndarray | None:
+        """Camera i's K at width x height from its last CameraInfo (scaled when sizes differ); None: the rig's."""
+        info = self._camera_info[i]
+        if info is None:
+            return None
+        K, w, h = info
+        return K if (w, h) == (width, height) or not w or not h else scale_intrinsics(K, width / w, height / h)
+
+    def run(self, synced: SyncedSet) -> SetOutput | None:
+        """Decode, infer once for all views, post-process; None (counted as failed) when nothing decodes."""
+        start = time.perf_counter()
+        images, Ks, messages = [], [], []
+        for i, msg in enumerate(synced.messages):
+            rgb = None
+            if msg is not None:
+                try:
+                    rgb = self.decoder.image_to_rgb(msg)
+                except MessageError as exc:
+                    self.drop(i, "bad_image", str(exc))
+            images.append(rgb)
+            Ks.append(self.intrinsics(i, rgb.shape[1], rgb.shape[0]) if rgb is not None else None)
+            messages.append(msg if rgb is not None else None)
+        if all(img is None for img in images):
+            self.health.count("failed_sets")
+            return None
+        result = self.pipeline.run(images, Ks)
+        result.timings_ms["decode_ms"] = (time.perf_counter() - start) * 1e3 - sum(result.timings_ms.values())
+        for i, (w, h) in result.resized_from.items():
+            key = (self.rig.names[i], f"resize {w}x{h}")
+            if key not in self._logged:
+                self._logged.add(key)
+                self.info(f"camera {key[0]}: images arrive at {w}x{h}, resizing to the model's "
+                          f"{self.backend.width}x{self.backend.height} (logged once per size)")
+        return SetOutput(result, messages, synced.stamp)
+
+    def published(self, output: SetOutput, now: float, latency_ms: float, publish_ms: float) -> None:
+        """Record that `output` went out: rates, latency, stage timings, and now and then the cross-view consistency."""
+        self.health.set_published(now, latency_ms, {**output.result.timings_ms, "publish_ms": publish_ms})
+        if now - self._last_consistency > CONSISTENCY_PERIOD_S and output.result.present.all():
+            self._last_consistency = now
+            k = CONSISTENCY_SUBSAMPLE
+            c = cross_view_consistency(output.result.depth[:, ::k, ::k], self.consistency_rig,
+                                       max_depth=self.p["max_depth"])
+            self.health.consistency = {"median abs [m]": c["abs_m"], "median rel": c["rel"]}
+
+    def report(self, now: float, extra: dict[str, str] | None = None) -> list[tuple[str, int, str, dict[str, str]]]:
+        """The /diagnostics statuses now (NodeHealth.report with the synchroniser's view added)."""
+        self.health.silent = [s.name for s in self.sync.states(now) if s.silent]
+        self.health.sync_counters = {f"sync {k}": v for k, v in dataclasses.asdict(self.sync.stats).items()}
+        return self.health.report(now, extra)
+

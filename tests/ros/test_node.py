@@ -1,0 +1,225 @@
+"""The surround_depth node end to end: real processes (publisher, node) and real DDS.
+
+The publisher sends six nuScenes-like camera streams (stamps ~8 ms apart per camera) of the
+synthetic world; with the oracle model the node must publish exactly the world's depth, so the
+stamps, frames, depth values and the fused cloud can be checked against ground truth.
+"""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs the ROS 2 wheels)")
+import rclpy.executors  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
+from fsmde_ros.app.demo import stop_process  # noqa: E402
+from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
+from fsmde_ros.geometry.cloud import fuse_cloud  # noqa: E402
+from fsmde_ros.ros import codec as ros_msgs  # noqa: E402
+from tests.helpers.oracle_model import write_oracle_model  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
+
+H, W = 96, 160
+RIG = "nuscenes"
+PUBLISHER = str(REPO / "tests" / "helpers" / "surround_publisher.py")
+MIN_DEPTH, MAX_DEPTH, STRIDE = 0.5, 80.0, 2
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory):
+    return write_oracle_model(tmp_path_factory.mktemp("model") / "oracle.onnx", 6, H, W)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return SyntheticSurround(RIG, seed=0, height=H, width=W, frames=30)
+
+
+class Recorder:
+    """Subscribes (in this test process) to everything the node publishes."""
+
+    def __init__(self, camera_names, domain_id):
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("recorder", context=self.context)
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.depth = {n: [] for n in camera_names}
+        self.std = {n: [] for n in camera_names}
+        self.info = {n: [] for n in camera_names}
+        self.points, self.diagnostics = [], []
+        for n in camera_names:
+            self.node.create_subscription(Image, f"/surround_depth/{n}/depth", self.depth[n].append, qos)
+            self.node.create_subscription(Image, f"/surround_depth/{n}/depth_std", self.std[n].append, qos)
+            self.node.create_subscription(CameraInfo, f"/surround_depth/{n}/camera_info", self.info[n].append, qos)
+        self.node.create_subscription(PointCloud2, "/surround_depth/points", self.points.append, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def run_scenario(oracle, node_params, publisher_args, wait_s=4.0):
+    """Start the node and the publisher in their own processes; record until the publisher ends."""
+    domain = next_domain()
+    env = ros_env(domain)
+    params = {"rig": RIG, "model": str(oracle), "backend": "onnxruntime", "publish_rig_tf": "false",
+              "min_depth": str(MIN_DEPTH), "max_depth": str(MAX_DEPTH), "cloud_stride": str(STRIDE), **node_params}
+    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={v}"]
+    node_log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"surround_depth_node_{domain}.log", "w+")
+    node = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
+    from fsmde_ros.geometry.rig import load_rig
+
+    rec = Recorder(load_rig(RIG).names, domain)
+    try:
+        pub = subprocess.Popen([sys.executable, PUBLISHER, "--rig", RIG, "--height", str(H), "--width", str(W),
+                                "--wait-for", "1", *publisher_args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        while pub.poll() is None:
+            rec.spin_for(0.2)
+            assert node.poll() is None, "node died:\n" + _read(node_log)
+        assert pub.returncode == 0, pub.stdout.read()
+        rec.spin_for(wait_s)
+        alive = node.poll() is None
+        return rec, _read(node_log), alive
+    finally:
+        stop_process(node)
+        rec.close()
+
+
+def _read(f):
+    f.flush()
+    f.seek(0)
+    return f.read()
+
+
+def _sec(header):
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_link(oracle, world):
+    rec, log, alive = run_scenario(oracle, {}, ["--oracle", "--frames", "15"])
+    assert alive, log
+    rig = world.rig
+    stamps = {round(world.stamp(i), 3): i for i in range(15)}
+    checked = 0
+    for ci, cam in enumerate(rig.cameras):
+        msgs = rec.depth[cam.name]
+        assert len(msgs) >= 10, f"{cam.name}: only {len(msgs)} depth images\n{log}"
+        for msg in msgs[:3]:
+            assert msg.encoding == "32FC1" and (msg.height, msg.width) == (H, W)
+            assert msg.header.frame_id == cam.frame_id
+            t = _sec(msg.header) - ci * 0.0083  # the publisher's per-camera stamp offset
+            frame = stamps[round(t, 3)]
+            gt = world[frame]["depth"][ci]
+            depth = ros_msgs.image_to_depth(msg)
+            valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
+            np.testing.assert_allclose(depth[valid], gt[valid], atol=2e-3)
+            assert np.isnan(depth[~valid]).all(), "outside [min_depth, max_depth] is NaN (REP-118)"
+            checked += 1
+        info = rec.info[cam.name][0]
+        np.testing.assert_allclose(np.reshape(info.k, (3, 3)), rig.K[ci], rtol=1e-6)
+        assert rec.std[cam.name], f"{cam.name}: no depth_std"
+    assert checked == 18
+    # the cloud: in base_link, stamped with the set, where the world's geometry puts it
+    assert len(rec.points) >= 10
+    cloud_msg = rec.points[-1]
+    assert cloud_msg.header.frame_id == "base_link"
+    pts = ros_msgs.cloud_array(cloud_msg)
+    latest = max(_sec(rec.depth[n][-1].header) for n in rig.names)
+    frame = stamps[round(_sec(cloud_msg.header) - 5 * 0.0083, 3)]
+    item = world[frame]
+    depth = np.where((item["depth"] > MIN_DEPTH) & (item["depth"] < MAX_DEPTH), item["depth"], np.nan)
+    expect = fuse_cloud(depth, item["K"], item["T_base_cam"], stride=STRIDE, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH,
+                        overlap="nearest_axis")  # the node's default cloud_overlap
+    assert abs(len(pts) - len(expect)) <= 0.01 * len(expect)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
+    assert np.all(xyz[:, 2] > -0.05), "nothing lies below the road"
+    assert np.mean(np.abs(xyz[:, 2]) < 0.05) > 0.1, "much of the cloud is the road surface (z = 0)"
+    assert set(np.unique(pts["camera"])) == set(range(6))
+    # the same points as fusing the true depth: nearest expected point within 1 cm (depth travels
+    # quantised to millimetres, so a point at the depth bounds may come or go)
+    sample = xyz[np.random.default_rng(0).choice(len(xyz), size=min(500, len(xyz)), replace=False)]
+    nearest = np.sqrt(((sample[:, None, :] - expect.xyz[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    assert np.mean(nearest < 0.01) > 0.99, np.percentile(nearest, [50, 99])
+    assert latest >= _sec(cloud_msg.header) - 0.1
+    # diagnostics: the live cross-view consistency of true depth is near zero; latency is measured
+    pipeline = [s for a in rec.diagnostics for s in a.status if s.name == "surround_depth: pipeline"]
+    values = {kv.key: kv.value for kv in pipeline[-1].values}
+    assert float(values["cross-view consistency median rel"]) < 0.05, values
+    assert float(values["latency p99 [ms]"]) > 0 and int(values["sets_published"]) >= 10
+
+
+def test_a_silent_camera_is_reported_and_allow_partial_keeps_the_others_flowing(oracle, world):
+    rec, log, alive = run_scenario(oracle, {"allow_partial": "true", "camera_timeout": "0.5"},
+                                   ["--oracle", "--frames", "30", "--stop-camera", "3", "--stop-after", "5"])
+    assert alive, log
+    late = world.stamp(20)
+    for name in world.rig.names:
+        after = [m for m in rec.depth[name] if _sec(m.header) > late]
+        if name == "CAM_BACK":
+            assert not after, "the silent camera publishes nothing"
+        else:
+            assert after, f"{name} stopped publishing when CAM_BACK went silent\n{log}"
+    statuses = [s for a in rec.diagnostics for s in a.status if s.name == "surround_depth: pipeline"]
+    assert any("silent: CAM_BACK" in s.message and s.level == b"\x01" for s in statuses), [s.message for s in statuses]
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    assert int(values["sync partial_sets"]) > 0 and values["backend"] == "onnxruntime:CPUExecutionProvider"
+
+
+def test_an_image_with_a_bad_encoding_is_survived_and_counted(oracle):
+    rec, log, alive = run_scenario(oracle, {}, ["--oracle", "--frames", "15", "--bad-camera", "0", "--bad-at", "3"])
+    assert alive, log
+    assert "dropping input (bad_image)" in log and "yuv422" in log
+    assert len(rec.depth["CAM_FRONT"]) >= 9, "the camera keeps flowing after its bad image"
+    cams = [s for a in rec.diagnostics for s in a.status if s.name == "surround_depth: camera CAM_FRONT"]
+    assert any("bad_image" in s.message for s in cams)
+
+
+def test_compressed_input_and_rig_intrinsics_without_camera_info(oracle, world):
+    rec, log, alive = run_scenario(oracle, {"compressed": "true"}, ["--oracle", "--frames", "12", "--compressed",
+                                                                     "--no-info"])
+    assert alive, log
+    msgs = rec.depth["CAM_FRONT_LEFT"]
+    assert len(msgs) >= 8, log
+    t = _sec(msgs[0].header) - 5 * 0.0083
+    frame = min(range(12), key=lambda i: abs(world.stamp(i) - t))
+    gt = world[frame]["depth"][5]
+    depth = ros_msgs.image_to_depth(msgs[0])
+    valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
+    np.testing.assert_allclose(depth[valid], gt[valid], atol=2e-3)
+    # no CameraInfo arrived: the rig preset's intrinsics, scaled to the image size, are published
+    np.testing.assert_allclose(np.reshape(rec.info["CAM_FRONT_LEFT"][0].k, (3, 3)), world.rig.K[5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"model": "/nonexistent/student.onnx"}, "model /nonexistent/student.onnx not found"),
+    ({"backend": "tflite"}, "backend must be one of auto, tensorrt, onnxruntime, torch"),
+    ({"rig": "kitti"}, "no rig preset 'kitti'"),
+    ({"min_depth": "90.0"}, "min_depth (90.0) must be below max_depth"),
+])
+def test_bad_configuration_fails_fast_with_the_reason(oracle, params, message):
+    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
+    for k, v in {"rig": RIG, "model": str(oracle), **params}.items():
+        cmd += ["-p", f"{k}:={v}"]
+    proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -1,0 +1,443 @@
+"""SurroundSynchronizer: grouping of realistic surround streams, drops, dropouts, loops, cost."""
+import itertools
+import math
+import random
+import time
+from itertools import product
+
+import pytest
+
+from fsmde_ros.service.sync import SurroundSynchronizer, SyncedSet
+
+NAMES = ["front", "front_right", "back_right", "back", "back_left", "front_left"]
+PERIOD = 0.1                                       # 10 Hz sweeps [s]
+T0 = 1000.0                                        # stamp of sweep 0 [s]
+CLOCK0 = 50.0                                      # arrival clock at T0 [s] (monotonic, unrelated)
+NUSC = (0.0, 0.008, 0.017, 0.025, 0.033, 0.042)    # camera offsets within a lidar sweep [s]
+DDAD = (0.0,) * 6                                  # hardware-triggered
+TOL = 1e-9
+_serial = itertools.count()
+
+
+def sweeps(n, offsets=NUSC, *, first=0, jitter=0.0, latency=(0.02, 0.02), seed=0, keep=None,
+           clock0=CLOCK0):
+    """Events (arrival [s], input, stamp [s]) of n sweeps, sorted by arrival.
+
+    keep(k, c) -> False leaves out camera c of sweep k; latency [s] is drawn per message, so
+    wide ranges reorder messages across (and within) inputs."""
+    rng = random.Random(seed)
+    events = []
+    for k in range(first, first + n):
+        for c, off in enumerate(offsets):
+            if keep is not None and not keep(k, c):
+                continue
+            stamp = round(T0 + k * PERIOD + off + rng.uniform(-jitter, jitter), 9)
+            events.append((clock0 + stamp - T0 + rng.uniform(*latency), c, stamp))
+    return sorted(events)
+
+
+def feed(sync, events, poll_period=None):
+    """Offer events in arrival order, polling every poll_period [s] of arrival time if given.
+
+    Returns [(time [s], source, set)], source = 'poll' or the (input, stamp) whose add emitted it.
+    """
+    out = []
+    next_poll = events[0][0] if poll_period else math.inf
+    for arrival, c, stamp in events:
+        while next_poll <= arrival:
+            out += [(next_poll, "poll", s) for s in sync.poll(next_poll)]
+            next_poll += poll_period
+        sets = sync.add(c, stamp, (c, stamp, next(_serial)), arrival)
+        out += [(arrival, (c, stamp), s) for s in sets]
+    return out
+
+
+def sweep_of(synced: SyncedSet, offsets=NUSC) -> int:
+    ks = {round((s - offsets[c] - T0) / PERIOD)
+          for c, s in enumerate(synced.stamps) if s is not None}
+    assert len(ks) == 1, f"set mixes sweeps {ks}: {synced.stamps}"
+    return ks.pop()
+
+
+def check(sync, emitted, epochs=None):
+    """Invariants of any output: slop, members, order, no reuse, message conservation."""
+    sets = [s for _, _, s in emitted]
+    n, seen = len(sync.names), set()
+    epochs = epochs or [sets]
+    for epoch in epochs:
+        for a, b in zip(epoch, epoch[1:]):
+            assert b.stamp > a.stamp, "sets leave in stamp order"
+    used = [0] * n
+    for s in sets:
+        assert len(s.messages) == len(s.stamps) == n
+        present = [c for c in range(n) if s.stamps[c] is not None]
+        assert present and s.stamp == max(s.stamps[c] for c in present)
+        assert s.spread <= sync.slop + TOL, f"spread {s.spread} > slop {sync.slop}"
+        assert s.partial == (len(present) < n)
+        assert s.missing == [c for c in range(n) if c not in present]
+        assert sync.allow_partial or not s.partial
+        for c in range(n):
+            if s.stamps[c] is None:
+                assert s.messages[c] is None
+                continue
+            assert s.messages[c][:2] == (c, s.stamps[c])
+            assert s.messages[c] not in seen, "message used twice"
+            seen.add(s.messages[c])
+            used[c] += 1
+    for c, st in enumerate(sync.states(0.0)):
+        assert st.used == used[c]
+        assert st.received == st.used + st.dropped + st.queued, st
+        assert st.queued <= sync.queue_size
+    assert sync.stats.sets_emitted == len(sets)
+    assert sync.stats.partial_sets == sum(s.partial for s in sets)
+    assert sync.stats.dropped_messages == sum(st.dropped for st in sync.states(0.0))
+
+
+# --- realistic streams --------------------------------------------------------------------------
+
+def test_nuscenes_sweeps_group_and_leave_with_their_last_member():
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    events = sweeps(40, NUSC, latency=(0.005, 0.035), seed=1)   # reorders across inputs
+    out = feed(sync, events)
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(40))
+    for t, source, s in out:
+        k = sweep_of(s)
+        assert s.stamps == [round(T0 + k * PERIOD + o, 9) for o in NUSC]
+        assert s.spread == pytest.approx(0.042)
+        last = max((e for e in events if (e[1], e[2]) in zip(range(6), s.stamps)))
+        assert (t, source) == (last[0], (last[1], last[2])), "emitted by the add that completes it"
+    assert sync.stats.dropped_messages == 0 and all(st.queued == 0 for st in sync.states(60.0))
+
+
+@pytest.mark.parametrize("offsets,slop,jitter", [(DDAD, 0.01, 0.002), (DDAD, 0.01, 0.004),
+                                                 (NUSC, 0.06, 0.005)])
+def test_jittered_stamps_within_slop_group_by_sweep(offsets, slop, jitter):
+    sync = SurroundSynchronizer(NAMES, slop=slop)
+    out = feed(sync, sweeps(100, offsets, jitter=jitter, latency=(0.005, 0.05), seed=2))
+    check(sync, out)
+    assert [sweep_of(s, offsets) for _, _, s in out] == list(range(100))
+    assert max(s.spread for _, _, s in out) <= max(offsets) + 2 * jitter + TOL
+    assert sync.stats.dropped_messages == 0
+
+
+def test_reordering_within_an_input():
+    """front delivers sweep 2j+1 before 2j: the queue stays sorted and both sets still form."""
+    events = []
+    for arrival, c, stamp in sweeps(20, NUSC, latency=(0.02, 0.02)):
+        k = round((stamp - T0) / PERIOD)
+        if c == 0:
+            late = 2 * (k // 2) + 1                              # both arrive during sweep 2j+1
+            arrival = CLOCK0 + late * PERIOD + (0.006 if k % 2 == 0 else 0.005)
+        events.append((arrival, c, stamp))
+    events.sort()
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out = feed(sync, events)
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(20))
+    for _, source, s in out:
+        if sweep_of(s) % 2 == 0:
+            assert source == (0, s.stamps[0]), "even sweep completed by the late front message"
+    assert sync.stats.dropped_messages == 0
+
+
+def test_duplicates_are_dropped():
+    events = sweeps(20, NUSC)
+    doubled = sorted(events + [(a + 0.001, c, s) for a, c, s in events])
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out = feed(sync, doubled)
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(20))
+    assert sync.stats.dropped_duplicate == len(events) == sync.stats.dropped_messages
+    # a duplicate while the original is still queued
+    sync = SurroundSynchronizer(NAMES[:2], slop=0.05)
+    assert sync.add(0, 1.0, "a", 0.0) == [] and sync.add(0, 1.0, "a again", 0.01) == []
+    assert sync.stats.dropped_duplicate == 1 and sync.states(0.01)[0].queued == 1
+    assert sync.add(1, 1.01, "b", 0.02)[0].messages == ["a", "b"]
+
+
+def test_earliest_set_first_and_closest_member_per_camera():
+    sync = SurroundSynchronizer(["a", "b"], slop=0.05)
+    sync.add(0, 1.00, "a0", 0.0)
+    sync.add(0, 1.04, "a1", 0.0)
+    (s,) = sync.add(1, 1.03, "b0", 0.0)
+    assert s.stamps == [1.00, 1.03] and s.stamp == 1.03, "earliest set, though 1.04 is closer"
+    assert sync.states(0.0)[0].queued == 1                       # 1.04 > set stamp stays
+    sync = SurroundSynchronizer(["a", "b"], slop=0.05)
+    sync.add(0, 2.00, "old", 0.0)
+    sync.add(0, 2.02, "near", 0.0)
+    (s,) = sync.add(1, 2.03, "b", 0.0)
+    assert s.messages == ["near", "b"] and sync.stats.dropped_stale == 1   # 2.00 can never be used
+    assert sync.add(0, 1.97, "late", 0.0) == [] and sync.stats.dropped_stale == 2  # <= 2.03 - slop
+    assert sync.add(0, 2.01, "older than used", 0.0) == [] and sync.stats.dropped_stale == 3
+
+
+# --- exhaustive reference -----------------------------------------------------------------------
+
+class NaiveSync:
+    """Reference with the same queue rules that searches every combination after every message."""
+
+    def __init__(self, n, slop, queue_size):
+        self.q, self.wm, self.last = [[] for _ in range(n)], [None] * n, None
+        self.slop, self.queue_size = slop, queue_size
+
+    def add(self, c, stamp, msg):
+        if self.last is not None and stamp <= self.last - self.slop:
+            return []
+        if self.wm[c] is not None and stamp <= self.wm[c]:
+            return []
+        if any(s == stamp for s, _ in self.q[c]):
+            return []
+        self.q[c] = sorted(self.q[c] + [(stamp, msg)], key=lambda e: e[0])[-self.queue_size:]
+        out = []
+        while True:
+            ends = [max(s for s, _ in combo) for combo in product(*self.q)
+                    if max(s for s, _ in combo) - min(s for s, _ in combo) <= self.slop + TOL]
+            if not ends:
+                return out
+            p = min(ends)
+            chosen = [[e for e in q if e[0] <= p][-1] for q in self.q]
+            self.q = [[e for e in q if e[0] > p] for q in self.q]
+            self.wm, self.last = [s for s, _ in chosen], p
+            out.append(([s for s, _ in chosen], [m for _, m in chosen]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_exhaustive_search_on_messy_streams(seed):
+    """Heavy reordering, jitter, losses, duplicates and overflow: same sets, same order."""
+    rng = random.Random(seed)
+    n, slop, queue_size = (3, 0.03, 6) if seed % 2 else (4, 0.02, 4)
+    offsets = [rng.uniform(0, slop) for _ in range(n)]
+    events = sweeps(200, offsets, jitter=slop / 2, latency=(0.0, 0.3), seed=seed,
+                    keep=lambda k, c: rng.random() > 0.1)
+    copies = [(a + rng.uniform(0, 0.2), c, s) for a, c, s in events if rng.random() < 0.05]
+    events = sorted(events + copies)
+    sync, ref = SurroundSynchronizer(NAMES[:n], slop, queue_size), NaiveSync(n, slop, queue_size)
+    out = []
+    for arrival, c, stamp in events:
+        msg = (c, stamp, next(_serial))
+        got = sync.add(c, stamp, msg, arrival)
+        assert [(s.stamps, s.messages) for s in got] == ref.add(c, stamp, msg)
+        out += [(arrival, None, s) for s in got]
+    check(sync, out)
+    assert len(out) > 20 and sync.stats.dropped_overflow + sync.stats.dropped_stale > 0
+
+
+# --- dead, late and restarted cameras -----------------------------------------------------------
+
+def test_dropout_without_partial_blocks_sets_and_names_the_camera():
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=5)
+    events = sweeps(80, NUSC, keep=lambda k, c: not (c == 2 and 20 <= k < 50))
+    last_cam2 = max(a for a, c, s in events if c == 2 and s < T0 + 2.0)
+    out = feed(sync, [e for e in events if e[0] < last_cam2 + 1.5])
+    states = sync.states(last_cam2 + 1.5)
+    assert [st.silent for st in states] == [False, False, True, False, False, False]
+    assert sync.silent(last_cam2 + 1.5) == ["back_right"]
+    assert states[2].age == pytest.approx(1.5) and states[2].queued == 0
+    assert all(st.queued == 5 for i, st in enumerate(states) if i != 2)
+    assert not sync.states(last_cam2 + 0.9)[2].silent, "silent only after camera_timeout"
+    out += feed(sync, [e for e in events if e[0] >= last_cam2 + 1.5])
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(20)) + list(range(50, 80))
+    assert not any(st.silent for st in sync.states(events[-1][0]))
+    # each other queue (size 5) takes sweeps 20..50 (31 messages) before set 50 leaves
+    assert sync.stats.dropped_overflow == 5 * (31 - 5) and sync.stats.dropped_stale == 5 * 4
+
+
+def test_dropout_with_partial_leaves_the_silent_camera_out_then_resumes():
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=5, allow_partial=True)
+    events = sweeps(80, NUSC, keep=lambda k, c: not (c == 2 and 20 <= k < 50), latency=(0.01, 0.03))
+    last_cam2 = max(a for a, c, s in events if c == 2 and s < T0 + 2.0)
+    out = feed(sync, events, poll_period=0.1)
+    check(sync, out)
+    ks = [sweep_of(s) for _, _, s in out]
+    partial = [(t, src, s) for t, src, s in out if s.partial]
+    pk = [sweep_of(s) for _, _, s in partial]
+    assert ks == list(range(20)) + pk + list(range(50, 80)) and pk == list(range(pk[0], 50))
+    assert 20 < pk[0] and all(s.missing == [2] and s.messages[2] is None for _, _, s in partial)
+    assert all(t > last_cam2 + 1.0 for t, _, _ in partial), "only once the camera is silent"
+    backlog = [s for t, _, s in partial if t == partial[0][0]]
+    assert 2 <= len(backlog) <= 5, "the queued sweeps leave at once when the camera goes silent"
+    assert all(src != "poll" for _, src, _ in partial[len(backlog):]), "then sets leave with add()"
+    assert sync.stats.partial_sets == len(partial) == 50 - pk[0]
+
+
+def test_poll_emits_partial_sets_when_no_message_arrives():
+    sync = SurroundSynchronizer(["a", "b", "c"], slop=0.05, allow_partial=True)
+    for k in range(3):
+        for c in (0, 1, 2) if k == 0 else (0, 1):
+            sync.add(c, round(10.0 + 0.1 * k + 0.01 * c, 9), (k, c), now=0.1 * k + 0.01 * c)
+    assert sync.stats.sets_emitted == 1 and sync.poll(1.01) == []   # c last heard at 0.02
+    sets = sync.poll(1.03)
+    assert [s.messages for s in sets] == [[(1, 0), (1, 1), None], [(2, 0), (2, 1), None]]
+    assert sync.silent(1.03) == ["c"] and sync.poll(1.1) == []
+    assert sync.add(2, 10.12, "c, old", now=1.12) == []         # <= last set (10.21) - slop
+    assert sync.stats.dropped_stale == 1 and sync.states(1.12)[2].queued == 0
+    assert sync.add(2, 10.32, "c3", now=1.15) == []             # c is back: required again
+    assert sync.add(0, 10.30, "a3", now=1.16) == []             # so no partial set any more
+    (s,) = sync.add(1, 10.31, "b3", now=1.17)
+    assert s.messages == ["a3", "b3", "c3"] and sync.stats.partial_sets == 2
+
+
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_camera_that_never_starts(allow_partial):
+    sync = SurroundSynchronizer(NAMES, slop=0.06, allow_partial=allow_partial)
+    events = sweeps(30, NUSC, keep=lambda k, c: c != 5)
+    out = feed(sync, events, poll_period=0.1)
+    check(sync, out)
+    start = events[0][0]
+    assert not sync.states(start + 0.9)[5].silent and sync.states(start + 1.1)[5].silent
+    assert sync.states(start + 1.1)[5].last_arrival is None
+    if not allow_partial:
+        assert out == []
+    else:
+        assert out and all(t > start + 1.0 and s.missing == [5] for t, _, s in out)
+        assert [sweep_of(s) for _, _, s in out] == list(range(sweep_of(out[0][2]), 30))
+
+
+def test_restarted_camera_with_slow_first_frames():
+    """back_left restarts (0.4 s gap, below camera_timeout) and its first frames arrive 0.3 s late:
+    the others wait in their queues (10 deep: gap + latency), so no sweep it delivers is lost."""
+    keep = lambda k, c: not (c == 4 and 30 <= k < 34)
+    events = []
+    for arrival, c, stamp in sweeps(60, NUSC, keep=keep):
+        k = round((stamp - T0) / PERIOD)
+        delay = 0.3 - 0.03 * (k - 34) if c == 4 and 34 <= k < 44 else 0.0
+        events.append((arrival + delay, c, stamp))
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=10)
+    out = feed(sync, sorted(events))
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(30)) + list(range(34, 60))
+    assert sync.stats.dropped_overflow == 0 and sync.stats.dropped_stale == 5 * 4
+    assert sync.stats.resets == 0
+
+
+def test_camera_at_half_rate_sets_follow_the_slowest():
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=5)
+    out = feed(sync, sweeps(41, NUSC, keep=lambda k, c: c != 3 or k % 2 == 0, latency=(0.01, 0.03)))
+    check(sync, out)
+    assert [sweep_of(s) for _, _, s in out] == list(range(0, 41, 2))
+    assert sync.stats.dropped_stale == 5 * 20, "the fast cameras' odd sweeps are surplus"
+    assert sync.stats.dropped_overflow == 0
+
+
+def test_overflow_drops_the_oldest():
+    sync = SurroundSynchronizer(["a", "b"], slop=0.05, queue_size=3)
+    for i in range(10):
+        sync.add(0, round(1.0 + 0.1 * i, 9), i, now=0.1 * i)
+    assert sync.states(1.0)[0].queued == 3 and sync.stats.dropped_overflow == 7
+    assert sync.add(0, 1.05, "older than the queue", now=1.0) == []   # is itself the oldest
+    assert sync.stats.dropped_overflow == 8
+    (s,) = sync.add(1, 1.72, "b", now=1.0)
+    assert s.messages == [7, "b"] and sync.stats.dropped_stale == 0
+    out = [(0, 0, s)] + [(0, 0, x) for x in sync.add(1, 1.79, "b2", now=1.1)]
+    assert [x.stamps for _, _, x in out] == [[1.7, 1.72], [1.8, 1.79]]
+    assert sync.states(1.1)[0].queued == 1 and sync.states(1.1)[0].used == 2
+
+
+# --- time jumps ---------------------------------------------------------------------------------
+
+def test_bag_loop_resets_the_epoch():
+    first = sweeps(30, NUSC, latency=(0.01, 0.03), seed=3)
+    second = sweeps(30, NUSC, latency=(0.01, 0.03), seed=4, clock0=CLOCK0 + 3.5)  # replays t=T0..
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out1 = feed(sync, first)
+    out2 = feed(sync, second)
+    check(sync, out1 + out2, epochs=[[s for *_, s in out1], [s for *_, s in out2]])
+    assert sync.stats.resets == 1
+    assert [s.stamps for *_, s in out2] == [s.stamps for *_, s in out1]
+    assert len(out2) == 30 and sync.stats.dropped_messages == 0
+
+
+def test_bag_loop_with_a_straggler_from_the_old_epoch():
+    first = sweeps(30, NUSC, seed=3)
+    straggler = first.pop()                                     # back-left of sweep 29
+    second = sweeps(30, NUSC, seed=4, clock0=straggler[0] + 0.05 - 0.03)
+    events = first + [second[0], (second[0][0] + 0.001, straggler[1], straggler[2])] + second[1:]
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out = feed(sync, events)
+    sets = [s for *_, s in out]
+    check(sync, out, epochs=[sets[:29], sets[29:]])
+    assert sync.stats.resets == 1
+    assert [sweep_of(s) for s in sets] == list(range(29)) + list(range(30))
+    assert sync.stats.dropped_reset == 5, "sweep 29 without back-left is flushed by the loop"
+    assert sync.stats.dropped_stale == 1, "the straggler"
+
+
+def test_loop_is_detected_even_before_any_set():
+    """A dead camera blocks all sets; a loop must still flush the old epoch from the queues, or the
+    old (larger) stamps would stay queued while the new ones are dropped as the oldest."""
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=5)
+    out = feed(sync, sweeps(30, NUSC, keep=lambda k, c: c != 1))
+    assert out == [] and sync.stats.resets == 0
+    out = feed(sync, sweeps(30, NUSC, clock0=CLOCK0 + 4.0, keep=lambda k, c: c != 1 or k >= 10))
+    check(sync, out)
+    assert sync.stats.resets == 1 and [sweep_of(s) for *_, s in out] == list(range(10, 30))
+
+
+def test_small_steps_back_are_stale_and_forward_jumps_continue():
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out = feed(sync, sweeps(10, NUSC))
+    back = sweeps(3, NUSC, first=4, clock0=CLOCK0 + 1.2)        # 0.5 s back < max(1, 10 * slop)
+    out += feed(sync, back)
+    assert sync.stats.resets == 0 and sync.stats.dropped_stale == len(back)
+    out += feed(sync, sweeps(10, NUSC, first=1000, clock0=CLOCK0 + 1.6 - 100.0))  # +100 s
+    check(sync, out)
+    assert sync.stats.resets == 0
+    assert [sweep_of(s) for *_, s in out] == list(range(10)) + list(range(1000, 1010))
+
+
+# --- API edges ----------------------------------------------------------------------------------
+
+def test_single_input_and_reset_and_validation():
+    sync = SurroundSynchronizer(["only"], slop=0.0)
+    (s,) = sync.add(0, 5.0, "m", 0.0)
+    assert s.stamps == [5.0] and s.spread == 0.0 and not s.partial
+    sync = SurroundSynchronizer(NAMES[:2], slop=0.05)
+    sync.add(0, 1.0, "a", 0.0)
+    sync.reset()
+    assert sync.states(0.0)[0].queued == 0
+    assert sync.stats.dropped_reset == 1 and sync.stats.resets == 0
+    assert sync.add(1, 1.01, "b", 0.1) == []                     # "a" is gone
+    assert sync.add(0, 1.0, "a", 0.2)[0].messages == ["a", "b"]  # new epoch accepts old stamps
+    with pytest.raises(IndexError):
+        sync.add(2, 1.0, "x", 0.3)
+    with pytest.raises(ValueError):
+        sync.add(0, float("nan"), "x", 0.3)
+    for kwargs in ({"names": [], "slop": 0.1}, {"names": ["a"], "slop": -1},
+                   {"names": ["a"], "slop": 0.1, "queue_size": 0},
+                   {"names": ["a"], "slop": 0.1, "camera_timeout": 0}):
+        with pytest.raises(ValueError):
+            SurroundSynchronizer(**kwargs)
+
+
+# --- cost ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_cost_per_message_does_not_grow_with_queue_combinations(allow_partial):
+    """6 inputs x queue_size 50, noisy stamps, losses, and one camera away for 10 s so that the
+    other queues run full: > 6000 messages in well under 2 s, and exactly the complete sweeps."""
+    rng = random.Random(7)
+    lost = {(k, c) for k in range(1100) for c in range(6) if rng.random() < 0.02}
+    keep = lambda k, c: (k, c) not in lost and not (c == 3 and 300 <= k < 400)
+    events = sweeps(1100, NUSC, jitter=0.003, latency=(0.005, 0.06), seed=8, keep=keep)
+    assert len(events) > 6000
+    sync = SurroundSynchronizer(NAMES, slop=0.06, queue_size=50, allow_partial=allow_partial)
+    peak = 0
+    t = time.perf_counter()
+    out = []
+    for i in range(0, len(events), 500):
+        out += feed(sync, events[i:i + 500], poll_period=0.1 if allow_partial else None)
+        peak = max(peak, max(st.queued for st in sync.states(0.0)))
+    elapsed = time.perf_counter() - t
+    print(f"\n{len(events)} messages, allow_partial={allow_partial}: {elapsed:.3f} s "
+          f"({1e6 * elapsed / len(events):.1f} us/message)")
+    assert elapsed < 2.0, f"{elapsed:.2f} s for {len(events)} messages"
+    check(sync, out)
+    complete = [k for k in range(1100) if all(keep(k, c) for c in range(6))]
+    full = [sweep_of(s) for *_, s in out if not s.partial]
+    assert full == complete
+    assert peak == 50 or allow_partial, "queues ran full while camera 3 was away"
+    if allow_partial:
+        assert all(s.missing == [3] and 300 <= sweep_of(s) < 400 for *_, s in out if s.partial)
+        assert 80 <= sync.stats.partial_sets <= 100 - 10
