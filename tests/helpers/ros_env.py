@@ -1,6 +1,8 @@
 """Environment for test processes that talk over real DDS: an isolated domain on localhost
 and the project's Fast DDS profile (large shared-memory segments for images)."""
 import itertools
+import subprocess
+import sys
 import os
 from pathlib import Path
 
@@ -31,3 +33,11 @@ def ros_env(domain_id: int | None = None) -> dict:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def start_node(params: dict, env: dict) -> subprocess.Popen:
+    """The real surround_depth node in its own process, with `-p name:=value` for each of `params`."""
+    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)

@@ -35,7 +35,7 @@ from fsmde_ros.ros.bag import (  # noqa: E402
 from fsmde_ros.ros.play import play_bag, play_messages, qos_kind  # noqa: E402
 from fsmde_ros.ros.process import process_bag  # noqa: E402
 from tests.helpers.oracle_model import encode_depth, write_oracle_model  # noqa: E402
-from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env, start_node  # noqa: E402
 
 H, W, FRAMES = 48, 80, 3
 OFFSET_S = 0.0083  # nuScenes-like: consecutive cameras fire ~8 ms apart
@@ -291,12 +291,9 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
     rig = sequence.rig
     domain = next_domain()
     env = ros_env(domain)
-    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
-    for k, v in {"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
-                 "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_std": "false",
-                 "publish_cloud": "false"}.items():
-        cmd += ["-p", f"{k}:={v}"]
-    node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
+                       "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_std": "false",
+                       "publish_cloud": "false"}, env)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     rec = rclpy.create_node("bag_recorder", context=context)

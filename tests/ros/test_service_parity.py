@@ -17,7 +17,7 @@ from fsmde_ros.ros import codec  # noqa: E402
 from fsmde_ros.ros.bag import BagWriter, write_bag  # noqa: E402
 from fsmde_ros.ros.process import process_bag  # noqa: E402
 from tests.helpers.oracle_model import encode_depth, write_oracle_model  # noqa: E402
-from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env, start_node  # noqa: E402
 
 H, W, FRAMES = 48, 80, 5
 BAD_ENCODING = (1, 2)  # (set, camera): an image in an encoding the node does not take
@@ -111,11 +111,8 @@ def test_the_node_and_fsmde_process_give_the_same_depth_and_counters_for_the_sam
 
     domain = next_domain()
     env = ros_env(domain)
-    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
-    for k, v in {"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
-                 "publish_std": "false", "publish_cloud": "false", "qos_reliability": "reliable"}.items():
-        cmd += ["-p", f"{k}:={v}"]
-    node = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
+                       "publish_std": "false", "publish_cloud": "false", "qos_reliability": "reliable"}, env)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     rec = rclpy.create_node("parity_recorder", context=context)
