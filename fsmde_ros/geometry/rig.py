@@ -189,17 +189,30 @@ def rotation_from_quaternion(q_xyzw: Sequence[float]) -> np.ndarray:
 
 
 def quaternion_from_rotation(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) of a rotation matrix, w >= 0."""
+    """Unit quaternion (x, y, z, w) of a rotation matrix, w >= 0.
+
+    Shepperd's method: the largest of 4w^2, 4x^2, 4y^2, 4z^2 is taken from the diagonal and the
+    other three from off-diagonal sums, so 180-degree rotations (w = 0, where taking each
+    component's sign from R[i,j] - R[j,i] fails: those differences are all 0) come out right."""
     R = np.asarray(R, dtype=np.float64)
-    w = np.sqrt(max(0.0, 1.0 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    x = np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2
-    y = np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2
-    z = np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2
-    x = np.copysign(x, R[2, 1] - R[1, 2])
-    y = np.copysign(y, R[0, 2] - R[2, 0])
-    z = np.copysign(z, R[1, 0] - R[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
+    t = np.trace(R)
+    diag = [t, R[0, 0], R[1, 1], R[2, 2]]
+    k = int(np.argmax(diag))
+    if k == 0:
+        r = np.sqrt(1.0 + t) * 2  # 4w
+        q = [(R[2, 1] - R[1, 2]) / r, (R[0, 2] - R[2, 0]) / r, (R[1, 0] - R[0, 1]) / r, r / 4]
+    elif k == 1:
+        r = np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) * 2  # 4x
+        q = [r / 4, (R[0, 1] + R[1, 0]) / r, (R[0, 2] + R[2, 0]) / r, (R[2, 1] - R[1, 2]) / r]
+    elif k == 2:
+        r = np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) * 2  # 4y
+        q = [(R[0, 1] + R[1, 0]) / r, r / 4, (R[1, 2] + R[2, 1]) / r, (R[0, 2] - R[2, 0]) / r]
+    else:
+        r = np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) * 2  # 4z
+        q = [(R[0, 2] + R[2, 0]) / r, (R[1, 2] + R[2, 1]) / r, r / 4, (R[1, 0] - R[0, 1]) / r]
+    q = np.asarray(q)
+    q = q / np.linalg.norm(q)
+    return -q if q[3] < 0 else q
 
 
 def mount_transform(xyz: Sequence[float], rpy_deg: Sequence[float]) -> np.ndarray:

@@ -138,3 +138,25 @@ def test_strided_camera_maps_pixel_j_to_original_pixel_k_times_j():
     uv, _ = projection.project(p, cam.K)
     uv_sub, _ = projection.project(p, sub.K)
     np.testing.assert_allclose(uv_sub * 2, uv, atol=1e-9)
+
+
+@pytest.mark.parametrize("axis", [(1, -1, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1), (0, -1, 1), (2, -1, 3)])
+def test_quaternion_of_a_180_degree_rotation_round_trips(axis):
+    """Regression (issue 14): about (1, -1, 0) the quaternion's signs came out wrong (round-trip error 2.0),
+    and it feeds /tf_static."""
+    from fsmde_ros.geometry.rig import rotation_from_quaternion
+
+    n = np.asarray(axis, float) / np.linalg.norm(axis)
+    R = 2 * np.outer(n, n) - np.eye(3)  # 180 degrees about n
+    q = quaternion_from_rotation(R)
+    assert abs(q[3]) < 1e-12 and abs(np.linalg.norm(q) - 1) < 1e-12
+    np.testing.assert_allclose(rotation_from_quaternion(q), R, atol=1e-12)
+
+
+def test_quaternion_round_trips_over_random_rotations():
+    from fsmde_ros.geometry.rig import rotation_from_quaternion
+
+    rng = np.random.default_rng(0)
+    for q in rng.normal(size=(200, 4)):
+        q = q / np.linalg.norm(q) * np.sign(q[3])
+        np.testing.assert_allclose(quaternion_from_rotation(rotation_from_quaternion(q)), q, atol=1e-9)
