@@ -11,6 +11,8 @@ from fsmde_ros.errors import FsmdeError
 
 INPUT_NAMES = ("images", "focal_px")
 OUTPUT_NAMES = ("depth", "depth_std")
+# name -> (ONNX element type, rank): images uint8 [V,H,W,3] RGB, focal_px float32 [V], depth and its std float32 [V,H,W] m
+CONTRACT = {"images": ("UINT8", 4), "focal_px": ("FLOAT", 1), "depth": ("FLOAT", 3), "depth_std": ("FLOAT", 3)}
 
 
 class DepthPredictor(Protocol):
@@ -46,5 +48,16 @@ def read_model_info(path: str | Path) -> dict[str, Any]:
     dims = [d.dim_value for d in inputs["images"].type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[3] != 3 or min(dims) <= 0:
         raise OnnxModelError(f"{path}: input 'images' must be static [V,H,W,3], found {dims}")
+    for name, value in {**inputs, **outputs}.items():
+        if name not in CONTRACT:
+            continue
+        dtype, rank = CONTRACT[name]
+        tensor = value.type.tensor_type
+        got = onnx.TensorProto.DataType.Name(tensor.elem_type)
+        if got != dtype:
+            raise OnnxModelError(f"{path}: '{name}' must be {dtype.lower()}, found {got.lower()}; "
+                                 "export the student with `fsmde export`")
+        if tensor.HasField("shape") and len(tensor.shape.dim) != rank:
+            raise OnnxModelError(f"{path}: '{name}' must have rank {rank}, found {len(tensor.shape.dim)}")
     meta = {p.key: p.value for p in model.metadata_props}
     return {"path": str(path), "views": dims[0], "height": dims[1], "width": dims[2], "metadata": meta}

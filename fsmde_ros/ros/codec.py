@@ -112,11 +112,12 @@ def image_to_depth(msg: Any) -> np.ndarray:
 
 
 def camera_info_K(msg: Any) -> np.ndarray:
-    """Intrinsics [3,3] float64 of a CameraInfo; MessageError when they are not a usable pinhole."""
-    K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise MessageError(f"CameraInfo has unusable intrinsics K={K.ravel().tolist()}")
-    return K
+    """Intrinsics [3,3] float64 of a CameraInfo (whether they are usable is the service's call:
+    fsmde_ros.service.surround_service.camera_info_problem); MessageError when K is not 9 numbers."""
+    try:
+        return np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    except (TypeError, ValueError):
+        raise MessageError(f"CameraInfo.k must be 9 numbers, got {len(msg.k)}") from None
 
 
 def cloud_array(msg: Any) -> np.ndarray:

@@ -10,6 +10,7 @@ sees a ROS type. See docs/architecture.md for where it sits.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -29,6 +30,9 @@ from fsmde_ros.service.sync import SurroundSynchronizer, SyncedSet
 
 CONSISTENCY_PERIOD_S = 2.0  # the cross-view consistency of the last set is refreshed this often
 CONSISTENCY_SUBSAMPLE = 2  # ...on every 2nd pixel: a quarter of the cost, the same statistic
+FOCAL_RANGE = (0.05, 20.0)  # a usable fx, fy lies within this many image widths (about 175 to 3 degrees of view)
+PRINCIPAL_POINT_MARGIN = 0.5  # cx, cy may lie up to half the image size outside it (strongly off-centre crops)
+ASPECT_TOLERANCE = 0.02  # a CameraInfo at another size is scaled to the image if both axes scale alike
 
 
 class MessageDecoder(Protocol):
@@ -48,6 +52,25 @@ class SetOutput:
     result: SetResult
     messages: list[Any | None]
     stamp: float  # the set's reference stamp [s] (the latest member stamp)
+
+
+def camera_info_problem(K: np.ndarray, width: int, height: int) -> str | None:
+    """Why a CameraInfo's intrinsics K [3,3] at width x height [px] cannot be used (naming the field), or None."""
+    if width <= 0 or height <= 0:
+        return f"width x height = {width} x {height} must be positive"
+    if not np.all(np.isfinite(K)):
+        return "K has non-finite entries"
+    lo, hi = FOCAL_RANGE
+    for name, f in (("fx", K[0, 0]), ("fy", K[1, 1])):
+        if not lo * width <= f <= hi * width:
+            return f"{name} = {f:g} px is outside [{lo:g}, {hi:g}] x the width {width} px"
+    if K[2, 2] != 1.0 or K[2, 0] != 0.0 or K[2, 1] != 0.0:
+        return f"the last row of K is {K[2].tolist()}, not [0, 0, 1]"
+    m = PRINCIPAL_POINT_MARGIN
+    for name, c, size in (("cx", K[0, 2], width), ("cy", K[1, 2], height)):
+        if not -m * size <= c <= (1 + m) * size:
+            return f"{name} = {c:g} px is far outside the image (0..{size} px)"
+    return None
 
 
 def start_backend(p: dict[str, Any], model: Path, **options) -> DepthBackend:
@@ -92,19 +115,27 @@ class SurroundDepthService:
 
     # -- events ---------------------------------------------------------------------------------
     def drop(self, i: int, kind: str, detail: str) -> None:
-        """Count a bad input of camera i and log it once per camera and kind."""
+        """Count a bad input of camera i and log it once per camera and reason (the detail, numbers aside)."""
         name = self.rig.names[i]
         self.health.camera_error(name, kind)
-        if (name, kind) not in self._logged:
-            self._logged.add((name, kind))
-            self.warn(f"camera {name}: dropping input ({kind}): {detail} (logged once; counted in /diagnostics)")
+        key = (name, kind, re.sub(r"[-+]?\d[\d.e+-]*", "#", detail))
+        if key not in self._logged:
+            self._logged.add(key)
+            self.warn(f"camera {name}: dropping input ({kind}): {detail} (logged once per reason; counted in "
+                      "/diagnostics)")
 
     def on_camera_info(self, i: int, msg: Any) -> None:
-        """Take camera i's intrinsics from a CameraInfo; a bad one keeps the last good (or the rig's)."""
+        """Take camera i's intrinsics from a CameraInfo; an unusable one (see `camera_info_problem`) is
+        dropped for that camera only, and the last good intrinsics (or the rig's) stay in use."""
         try:
-            self._camera_info[i] = (self.decoder.camera_info_K(msg), int(msg.width), int(msg.height))
+            K, w, h = self.decoder.camera_info_K(msg), int(msg.width), int(msg.height)
+            problem = camera_info_problem(K, w, h)
         except MessageError as exc:
-            self.drop(i, "bad_camera_info", f"{exc}; using the last good or the rig's intrinsics")
+            problem = str(exc)
+        if problem:
+            self.drop(i, "bad_camera_info", f"{problem}; using the last good or the rig's intrinsics")
+        else:
+            self._camera_info[i] = (K, w, h)
 
     def on_image(self, i: int, stamp: float, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
         """Offer camera i's image (header stamp [s], arrival time `now` [s]); returns the sets it completes."""
@@ -128,7 +159,14 @@ class SurroundDepthService:
         if info is None:
             return None
         K, w, h = info
-        return K if (w, h) == (width, height) or not w or not h else scale_intrinsics(K, width / w, height / h)
+        if (w, h) == (width, height):
+            return K
+        sx, sy = width / w, height / h
+        if abs(sx / sy - 1.0) > ASPECT_TOLERANCE:
+            self.drop(i, "bad_camera_info", f"CameraInfo size {w}x{h} does not scale to the image's {width}x{height} "
+                                            "(another aspect ratio); using the rig's intrinsics")
+            return None
+        return scale_intrinsics(K, sx, sy)
 
     def run(self, synced: SyncedSet) -> SetOutput | None:
         """Decode, infer once for all views, post-process; None (counted as failed) when nothing decodes."""

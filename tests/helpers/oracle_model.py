@@ -26,7 +26,7 @@ def decode_depth(rgb: np.ndarray) -> np.ndarray:
     return ((rgb[..., 0] << 16) + (rgb[..., 1] << 8) + rgb[..., 2]) / MM_PER_M
 
 
-def write_oracle_model(path: Path, views: int, height: int, width: int) -> Path:
+def write_oracle_model(path: Path, views: int, height: int, width: int, images_type: int = TensorProto.UINT8) -> Path:
     """Write the decoding graph with inputs images uint8 [V,H,W,3], focal_px [V]; outputs depth, depth_std."""
     weights = helper.make_tensor("weights", TensorProto.FLOAT, [3], [65536.0 / MM_PER_M, 256.0 / MM_PER_M, 1.0 / MM_PER_M])
     ratio = helper.make_tensor("ratio", TensorProto.FLOAT, [], [STD_RATIO])
@@ -44,7 +44,7 @@ def write_oracle_model(path: Path, views: int, height: int, width: int) -> Path:
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [3])
     graph = helper.make_graph(
         nodes, "oracle_depth",
-        [helper.make_tensor_value_info("images", TensorProto.UINT8, [views, height, width, 3]),
+        [helper.make_tensor_value_info("images", images_type, [views, height, width, 3]),
          helper.make_tensor_value_info("focal_px", TensorProto.FLOAT, [views])],
         [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [views, height, width]),
          helper.make_tensor_value_info("depth_std", TensorProto.FLOAT, [views, height, width])],

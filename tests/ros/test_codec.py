@@ -10,6 +10,7 @@ from std_msgs.msg import Header  # noqa: E402
 from fsmde_ros.errors import MessageError  # noqa: E402
 from fsmde_ros.geometry.cloud import SurroundCloud  # noqa: E402
 from fsmde_ros.ros import codec as ros_msgs  # noqa: E402
+from fsmde_ros.service.surround_service import camera_info_problem  # noqa: E402
 
 BUILD = ros_msgs.MessageBuilder.rclpy()
 RGB = np.random.default_rng(0).integers(0, 255, size=(5, 7, 3), dtype=np.uint8)
@@ -69,16 +70,16 @@ def test_depth_image_is_32fc1_metres_and_keeps_nan():
     np.testing.assert_array_equal(back[~np.isnan(back)], depth[~np.isnan(depth)])
 
 
-def test_camera_info_round_trip_and_nan_intrinsics_are_rejected():
+def test_camera_info_round_trip_and_unusable_intrinsics_are_named():
     K = np.array([[500.0, 0, 319.5], [0, 500.0, 191.5], [0, 0, 1]])
     info = BUILD.camera_info(K, 640, 384, Header(frame_id="cam"))
     np.testing.assert_array_equal(ros_msgs.camera_info_K(info), K)
     assert list(info.p)[:3] == [500.0, 0.0, 319.5]
-    bad = CameraInfo(k=[float("nan")] * 9)
-    with pytest.raises(ValueError, match="unusable intrinsics"):
-        ros_msgs.camera_info_K(bad)
-    with pytest.raises(ValueError, match="unusable intrinsics"):
-        ros_msgs.camera_info_K(CameraInfo())  # all zeros: a driver that never calibrated
+    # decoding takes any 9 numbers; the service rejects what cannot be used, naming the field
+    assert camera_info_problem(ros_msgs.camera_info_K(CameraInfo(k=[float("nan")] * 9)), 640, 384) == \
+        "K has non-finite entries"
+    uncalibrated = CameraInfo()  # all zeros: a driver that never calibrated
+    assert "fx = 0 px is outside" in camera_info_problem(ros_msgs.camera_info_K(uncalibrated), 640, 384)
 
 
 def test_point_cloud_fields_and_packed_colour():

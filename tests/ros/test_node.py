@@ -223,3 +223,19 @@ def test_bad_configuration_fails_fast_with_the_reason(oracle, params, message):
         cmd += ["-p", f"{k}:={v}"]
     proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("views, images_type, message", [
+    (4, "UINT8", "the model takes 4 views but rig 'nuscenes' has 6 cameras"),
+    (6, "FLOAT", "'images' must be uint8, found float"),
+])
+def test_a_model_that_breaks_the_contract_stops_the_node_at_start_with_exit_2(tmp_path, views, images_type, message):
+    """Regression (issue 14, item 4): a model for 4 views crashed with a traceback; one with float32 images
+    started and then failed every set."""
+    from onnx import TensorProto
+
+    model = write_oracle_model(tmp_path / "bad.onnx", views, H, W, images_type=getattr(TensorProto, images_type))
+    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={RIG}", "-p", f"model:={model}",
+           "-p", "backend:=onnxruntime"]
+    proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

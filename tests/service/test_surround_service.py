@@ -27,8 +27,6 @@ class ArrayCodec:
 
     @staticmethod
     def camera_info_K(msg):
-        if not np.isfinite(msg.k).all():
-            raise MessageError("CameraInfo has unusable intrinsics")
         return np.asarray(msg.k, float).reshape(3, 3)
 
 
@@ -95,3 +93,61 @@ def test_a_model_for_another_number_of_views_is_a_configuration_error(tmp_path):
     four = write_oracle_model(tmp_path / "four.onnx", 4, H, W)
     with pytest.raises(ConfigError, match="the model takes 4 views but rig 'ddad' has 6 cameras"):
         _service(four, [])
+
+
+GOOD_K = np.array([[100.0, 0, 39.5], [0, 100.0, 23.5], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("field, K, width, height", [
+    ("width x height", GOOD_K, W, 0),  # issue 14: height 0 failed every set of all six cameras (ZeroDivisionError)
+    ("width x height", GOOD_K, -W, H),
+    ("non-finite", np.where(np.eye(3, dtype=bool), np.nan, GOOD_K), W, H),
+    ("fx", np.array([[1e-12, 0, 39.5], [0, 100.0, 23.5], [0, 0, 1]]), W, H),  # was accepted: that camera all NaN
+    ("fy", np.array([[100.0, 0, 39.5], [0, 1e5, 23.5], [0, 0, 1]]), W, H),
+    ("last row", np.array([[100.0, 0, 39.5], [0, 100.0, 23.5], [0, 0, 0]]), W, H),
+    ("cx", np.array([[100.0, 0, 900.0], [0, 100.0, 23.5], [0, 0, 1]]), W, H),
+    ("cy", np.array([[100.0, 0, 39.5], [0, 100.0, -500.0], [0, 0, 1]]), W, H),
+])
+def test_an_unusable_camera_info_is_dropped_for_its_camera_only(model, field, K, width, height):
+    """Regression (issue 14, item 1): any CameraInfo that cannot be used is rejected for that camera,
+    logged once naming the field, counted, and the last good intrinsics stay; the other cameras run."""
+    warnings = []
+    service = _service(model, warnings)
+    service.on_camera_info(2, types.SimpleNamespace(k=GOOD_K.ravel(), width=W, height=H))  # the last good one
+    service.on_camera_info(2, types.SimpleNamespace(k=K.ravel(), width=width, height=height))
+    service.on_camera_info(2, types.SimpleNamespace(k=K.ravel(), width=width, height=height))
+    assert len(warnings) == 1 and "CAMERA_08" in warnings[0] and field in warnings[0], warnings
+    assert service.health.camera_errors["CAMERA_08"]["bad_camera_info"] == 2
+    np.testing.assert_array_equal(service.intrinsics(2, W, H), GOOD_K)
+    (synced,) = _offer_set(service, [_image(12.0) for _ in range(6)])
+    out = service.run(synced)
+    np.testing.assert_allclose(out.result.depth, 12.0, atol=1e-3)  # every camera, this one with the good K
+
+
+def test_a_camera_info_of_another_aspect_ratio_falls_back_to_the_rigs_intrinsics(model):
+    warnings = []
+    service = _service(model, warnings)
+    service.on_camera_info(0, types.SimpleNamespace(k=GOOD_K.ravel(), width=W, height=2 * H))
+    assert service.intrinsics(0, W, H) is None and "does not scale" in warnings[0]
+
+
+def test_each_reason_is_logged_once_per_camera_not_once_per_kind(model):
+    """Regression (issue 14, item 7): a second, different bad-image reason on the same camera was never logged."""
+    warnings = []
+    service = _service(model, warnings)
+    service.drop(1, "bad_image", "truncated buffer: 100 bytes for 80x48 rgb8 with step 240")
+    service.drop(1, "bad_image", "truncated buffer: 120 bytes for 80x48 rgb8 with step 240")  # same reason
+    service.drop(1, "bad_image", "unsupported encoding 'yuv422'")  # another reason: logged
+    service.drop(3, "bad_image", "unsupported encoding 'yuv422'")  # another camera: logged
+    assert len(warnings) == 3 and service.health.counters["bad_inputs"] == 4
+
+
+def test_a_model_with_the_right_names_but_float_images_is_refused_at_start(tmp_path):
+    """Regression (issue 14, item 4): such an ONNX started and then failed every set."""
+    from onnx import TensorProto
+
+    from fsmde_ros.model.contract import OnnxModelError
+
+    floats = write_oracle_model(tmp_path / "float_images.onnx", 6, H, W, images_type=TensorProto.FLOAT)
+    with pytest.raises(OnnxModelError, match="'images' must be uint8, found float"):
+        _service(floats, [])
