@@ -84,6 +84,7 @@ def _synth(sub) -> None:
     synth.add_argument("--frames", type=int, default=4, help="number of consecutive frames")
     synth.add_argument("--out", required=True, type=Path, help="output directory")
     synth.add_argument("--seed", type=int, default=0, help="world seed (same seed, same world)")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
     add_size(synth)
     synth.set_defaults(func=_handler("cmd_synth"))
 

@@ -36,7 +36,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from fsmde_ros.data.synthetic import write_synthetic_sequence
 
     out = write_synthetic_sequence(args.rig, frames=args.frames, out_dir=args.out, height=args.height,
-                                   width=args.width, seed=args.seed)
+                                   width=args.width, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.frames} frame(s) of the {args.rig} rig to {out} (preview: {Path(out) / 'preview.png'})")
     return 0
 

@@ -40,6 +40,21 @@ def _save(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
+SAFE_DOMAINS = range(0, 102)  # ROS 2's safe DDS domain IDs on Linux (others can collide with ephemeral ports)
+
+
+def choose_domain(environ: dict | None = None) -> int:
+    """The DDS domain of the demo: ROS_DOMAIN_ID when the user set one, else a random one of SAFE_DOMAINS
+    (the demo's processes then meet nobody else's)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("ROS_DOMAIN_ID", "").strip()
+    if value:
+        if not value.isdigit() or int(value) > 232:
+            raise DemoError(f"ROS_DOMAIN_ID={value!r} is not a DDS domain id (0-232; 0-101 is the safe range)")
+        return int(value)
+    return random.choice(SAFE_DOMAINS)
+
+
 def _ros_env(domain: int) -> dict:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -86,7 +101,7 @@ def run_demo(out_dir: str | Path = "demo_out", rig: str = "ddad", frames: int = 
         shutil.rmtree(bag)
     write_bag(dataset, bag, format="mcap", progress=False)
 
-    domain = random.randint(100, 200)
+    domain = choose_domain()
     env = _ros_env(domain)
     log_path = out / "node.log"
     _stage(3, f"starting the surround_depth node ({model.name}, backend {backend}) on DDS domain {domain}; log: {log_path}")

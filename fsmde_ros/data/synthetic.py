@@ -221,13 +221,23 @@ def _rig_dict(rig: CameraRig) -> dict:
 
 def write_synthetic_sequence(rig_name_or_rig: CameraRig | str, frames: int, out_dir: str | Path,
                              height: int = 192, width: int = 320, seed: int = 0,
-                             speed_mps: float = 8.0, fps: float = 10.0) -> Path:
-    """Write frames of a synthetic sequence (PNGs, per-frame npz, rig.yaml, preview.png); returns out_dir."""
+                             speed_mps: float = 8.0, fps: float = 10.0, overwrite: bool = False) -> Path:
+    """Write frames of a synthetic sequence (PNGs, per-frame npz, rig.yaml, preview.png); returns out_dir.
+
+    A non-empty out_dir is refused (its frames would mix with these), unless `overwrite`: then it is
+    emptied first."""
+    import shutil
+
     from tqdm import tqdm
 
     if frames < 1:
         raise ConfigError(f"frames must be >= 1, got {frames}")
     out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise ConfigError(f"{out} exists and is not empty; its frames would mix with the new ones: remove it, "
+                              "choose another --out, or pass --overwrite to replace it")
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
     out.mkdir(parents=True, exist_ok=True)
     ds = SyntheticSurround(rig_name_or_rig, seed=seed, height=height, width=width, frames=frames,
                            speed_mps=speed_mps, fps=fps)

@@ -39,6 +39,18 @@ def test_synth_writes_frames_and_the_preview_mosaic(tmp_path):
     assert preview is not None and preview.shape[0] > 2 * 96 and preview.std() > 20
 
 
+def test_synth_into_a_folder_with_an_earlier_run_refuses_or_replaces_it_whole(tmp_path, capsys):
+    """Regression (issue 14, item 15): a second `fsmde synth` into the same folder kept the earlier run's
+    stale frames (here frame_0001 of a 2-frame run beside a 1-frame run)."""
+    out = str(tmp_path / "s")
+    args = ["synth", "--rig", "nuscenes", "--out", out, "--height", "48", "--width", "80"]
+    assert main([*args, "--frames", "2"]) == 0
+    assert main([*args, "--frames", "1"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main([*args, "--frames", "1", "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").glob("frame_*.npz")) == ["frame_0000.npz"]
+
+
 def test_export_writes_a_verified_onnx_from_a_checkpoint(tmp_path):
     import torch
 
@@ -89,3 +101,13 @@ def test_a_user_error_is_one_line_and_exit_2_but_a_bug_keeps_its_traceback(monke
     monkeypatch.setattr(process, "process_bag", bug)
     with pytest.raises(ValueError, match="an index went wrong"):
         main(["process", str(tmp_path / "bag"), "--out", str(tmp_path / "out")])
+
+
+def test_the_demo_respects_ros_domain_id_and_otherwise_stays_in_the_safe_range():
+    """Regression (issue 14, item 17): the demo picked a random domain in 100-200 and ignored ROS_DOMAIN_ID."""
+    from fsmde_ros.app.demo import DemoError, choose_domain
+
+    assert choose_domain({"ROS_DOMAIN_ID": "42"}) == 42
+    assert all(0 <= choose_domain({}) <= 101 for _ in range(200))
+    with pytest.raises(DemoError, match="not a DDS domain id"):
+        choose_domain({"ROS_DOMAIN_ID": "abc"})
