@@ -89,8 +89,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     cfg = TrainConfig.load(args.config)
     if args.out_dir:
         cfg.out_dir = str(args.out_dir)
-    if args.steps:
+    if args.steps is not None:
         cfg.steps = args.steps
+    cfg.check()
     ckpt = run_distillation(cfg, resume=not args.no_resume)
     print(f"[distill] checkpoint: {ckpt}")
     return 0

@@ -26,7 +26,7 @@ from fsmde_ros.data.surround import CachedDataset
 from fsmde_ros.distill.config import DistillConfig
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices
-from fsmde_ros.errors import ConfigError, dataclass_from_dict
+from fsmde_ros.errors import ConfigError, MissingFileError, dataclass_from_dict
 from fsmde_ros.model.checkpoint import save_student
 from fsmde_ros.model.student import create_student
 from fsmde_ros.paths import DATASET_CACHE_DIR
@@ -74,14 +74,50 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         cfg = dataclass_from_dict(cls, d, "training config")
-        DistillConfig.from_dict(cfg.distill)  # fail fast on bad loss keys too
-        if cfg.gt_source not in ("lidar_depth", "depth"):
-            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {cfg.gt_source!r}")
+        cfg.check()
         return cfg
+
+    def check(self) -> None:
+        """ConfigError naming the first field whose value has the wrong type or is out of range."""
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, str):
+                ok = isinstance(value, str)
+            else:
+                ok = True
+            if not ok:
+                raise ConfigError(f"{f.name} must be a {type(default).__name__}, got {value!r}")
+        positive = ("steps", "batch_size", "height", "width", "lr", "log_every", "ckpt_every", "image_every")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "brightness", "contrast", "saturation"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.train:
+            raise ConfigError("train must list at least one dataset spec")
+        DistillConfig.from_dict(self.distill)  # fail fast on bad loss keys too
+        if self.gt_source not in ("lidar_depth", "depth"):
+            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {self.gt_source!r}")
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"training config {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a training config is a mapping of keys (config/distill/*.yaml), got "
+                              f"{type(data).__name__}")
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:
@@ -239,11 +275,26 @@ class Trainer:
                 self.writer = SummaryWriter(str(self.out / "tensorboard"))
             except ImportError:
                 log.warning("tensorboard is not installed: no TensorBoard logs")
-        terms: dict[str, float] = {}
         bar = tqdm(total=end, initial=self.step, desc="distill", unit="step", disable=not progress or self.rank != 0)
+        try:
+            self._loop(end, bar)
+        except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, resumable (`fsmde distill` then exits 130)
+            bar.close()
+            if self.rank == 0:
+                self.save()
+                log.warning("interrupted at step %d: saved a resumable checkpoint in %s", self.step, self.out)
+            raise
+        bar.close()
+        if self.rank == 0:
+            self.save()
+        return self._terms
+
+    def _loop(self, end: int, bar) -> None:
+        self._terms: dict[str, float] = {}
         while self.step < end:
             batch = self._batch(self.step)
             total, terms, out = self.train_step(batch)
+            self._terms = terms
             bar.update(1)
             if self.rank == 0 and self.step % self.cfg.log_every == 0:
                 bar.set_postfix(loss=f"{total.item():.3f}")
@@ -255,10 +306,6 @@ class Trainer:
                 self._log_images(batch, out)
             if self.rank == 0 and self.step % self.cfg.ckpt_every == 0:
                 self.save()
-        bar.close()
-        if self.rank == 0:
-            self.save()
-        return terms
 
     def train_step(self, batch: dict[str, Any]):
         """One optimisation step on `batch`: (total loss, loss terms, model outputs)."""

@@ -99,9 +99,9 @@ class SurroundDepthStudent(nn.Module):
 
     def _check(self, images: torch.Tensor, focal_px: torch.Tensor) -> None:
         if images.ndim != 5 or images.shape[2] != 3:
-            raise ConfigError(f"images must be [B,V,3,H,W], got {tuple(images.shape)}")
+            raise ValueError(f"images must be [B,V,3,H,W], got {tuple(images.shape)}")
         if focal_px.shape != images.shape[:2]:
-            raise ConfigError(f"focal_px must be [B,V] = {tuple(images.shape[:2])}, got {tuple(focal_px.shape)}")
+            raise ValueError(f"focal_px must be [B,V] = {tuple(images.shape[:2])}, got {tuple(focal_px.shape)}")
 
     def forward_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B,V,3,H,W] in [0,1] -> bottleneck [B*V,Cf,H/32,W/32], features [B*V,Cd,H/4,W/4], pooled [B*V,Cf]."""
@@ -173,6 +173,6 @@ DEFAULT_STUDENT = "fsmde_mnv3l"
 def create_student(name: str = DEFAULT_STUDENT, encoder_weights: str | Path | None = None, **overrides) -> SurroundDepthStudent:
     """Build a named student (see STUDENTS), optionally overriding config fields."""
     if name not in STUDENTS:
-        raise KeyError(f"unknown student {name!r}; choose one of {', '.join(STUDENTS)}")
+        raise ConfigError(f"unknown student {name!r}; choose one of {', '.join(STUDENTS)}")
     cfg = StudentConfig.from_dict({**STUDENTS[name].to_dict(), **overrides})
     return SurroundDepthStudent(cfg, encoder_weights=encoder_weights)

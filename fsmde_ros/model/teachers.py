@@ -338,10 +338,10 @@ class SyntheticTeacher:
         """teacher [B,V,H,W] (relative inverse depth, unknown scale/shift), features [B,V,C,h,w] or None -> TeacherOutput."""
         rel = torch.as_tensor(teacher)
         if rel.ndim != 4:
-            raise ConfigError(f"batch['teacher'] must be [B,V,H,W], got {tuple(rel.shape)}")
+            raise ValueError(f"batch['teacher'] must be [B,V,H,W], got {tuple(rel.shape)}")
         feats = None if features is None else torch.as_tensor(features).float()
         if feats is not None and (feats.ndim != 5 or feats.shape[:2] != rel.shape[:2]):
-            raise ConfigError(f"batch['teacher_features'] must be [B,V,C,h,w] with B,V = {tuple(rel.shape[:2])}, "
+            raise ValueError(f"batch['teacher_features'] must be [B,V,C,h,w] with B,V = {tuple(rel.shape[:2])}, "
                              f"got {tuple(feats.shape)}")
         return TeacherOutput(relative=rel.float(), features=feats)
 

@@ -80,6 +80,66 @@ def test_config_with_an_unknown_key_is_refused(tmp_path):
         TrainConfig.from_dict({**TINY, "distill": {"w_nonsense": 1.0}})
 
 
+@pytest.mark.parametrize("text, message", [
+    ("steps: -4\n", "steps must be > 0, got -4"),  # issue 14: exited 0 with an untrained checkpoint
+    ("steps: abc\n", "steps must be a int, got 'abc'"),
+    ("lr: 0\n", "lr must be > 0"),
+    ("train: [synthetic:ddad\n", "is not valid YAML"),
+    ("- a list\n", "a training config is a mapping"),
+])
+def test_a_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    """Regression (issue 14, items 14 and 16): broken YAML, `steps: abc` and `steps: -4` ended in a traceback
+    or in a silent untrained checkpoint."""
+    from fsmde_ros.app.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["distill", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_steps_0_on_the_command_line_is_refused_not_the_full_schedule(tmp_path, capsys):
+    """Regression (issue 14, item 14): `fsmde distill --steps 0` ran the config's whole schedule."""
+    from fsmde_ros.app.cli import main
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "c")}))
+    assert main(["distill", "--config", str(path), "--steps", "0"]) == 2
+    assert "steps must be > 0, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_student_is_one_line_and_exit_2(tmp_path, capsys):
+    from fsmde_ros.app.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "student": "resnet999", "out_dir": str(tmp_path / "run"),
+                                    "cache_dir": str(tmp_path / "c")}))
+    assert main(["distill", "--config", str(path)]) == 2
+    assert "resnet999" in capsys.readouterr().err
+    assert main(["export", "--student", "resnet999", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "resnet999" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_130(cfg, monkeypatch, capsys):
+    """Regression (issue 14, item 14): Ctrl-C saved nothing (up to ckpt_every steps lost)."""
+    trainer = Trainer(cfg)
+    real_step = trainer.train_step
+
+    def step_then_interrupt(batch):
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+        return real_step(batch)
+
+    monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(progress=False)
+    assert read_checkpoint(trainer.out / "student.pt")["extra"]["step"] == 3
+    resumed = Trainer(cfg)
+    assert resumed.resume() and resumed.step == 3
+
+
 def test_shipped_recipes_load_and_chain(tmp_path):
     """The configs in config/distill/ are what the model card cites: they must stay loadable, and each
     warm start must point at another recipe's output."""
