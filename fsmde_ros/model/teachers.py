@@ -150,8 +150,9 @@ def load_depth_anything(path_or_hub_id: str | Path):
     try:
         return DepthAnythingForDepthEstimation.from_pretrained(src)
     except OSError as e:
-        raise OSError(f"could not load Depth Anything {src!r} as a hub id (no network, or not in the "
-                      f"Hugging Face cache?); pass a local save_pretrained() directory instead: {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MissingFileError(f"could not load Depth Anything {src!r} as a hub id (no network, or not in the "
+                               f"Hugging Face cache?); pass a local save_pretrained() directory instead ({first})") from None
 
 
 class DepthAnythingTeacher(_ResizeNotice):

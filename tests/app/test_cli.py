@@ -111,3 +111,13 @@ def test_the_demo_respects_ros_domain_id_and_otherwise_stays_in_the_safe_range()
     assert all(0 <= choose_domain({}) <= 101 for _ in range(200))
     with pytest.raises(DemoError, match="not a DDS domain id"):
         choose_domain({"ROS_DOMAIN_ID": "abc"})
+
+
+def test_teach_with_a_hub_id_while_offline_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    """Regression (issue 14, item 16): `fsmde teach` with a hub id and no network ended in a traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here either way; this makes it quick
+    rc = main(["teach", "--dataset", "synthetic:ddad?frames=1", "--teacher", "depth_anything:nobody/no-such-model",
+               "--out", str(tmp_path / "t"), "--cache-dir", str(tmp_path / "c"), "--height", "28", "--width", "42"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "could not load Depth Anything 'nobody/no-such-model' as a hub id" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
