@@ -24,11 +24,12 @@ from fsmde_ros.errors import FsmdeError
 from fsmde_ros.paths import resolve_model
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.codec import MessageBuilder
-from fsmde_ros.service.params import NODE_PARAMS
+from fsmde_ros.service.params import NODE_PARAMS, PARAMS_BY_NAME, closest_parameter
 from fsmde_ros.service.surround_service import SurroundDepthService
 
 NODE_NAME = "surround_depth"
 SYNC_POLL_HZ = 10.0  # how often silent cameras are checked (and partial sets emitted)
+ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
 
 
 def _descriptor(spec) -> ParameterDescriptor:
@@ -46,8 +47,10 @@ class SurroundDepthNode(Node):
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        raw = {s.name: self.declare_parameter(s.name, s.default, _descriptor(s)).value for s in NODE_PARAMS}
         log = self.get_logger()
+        values = self._checked_overrides(log)
+        raw = {s.name: self.declare_parameter(s.name, values.get(s.name, s.default), _descriptor(s),
+                                              ignore_override=True).value for s in NODE_PARAMS}
         self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info)
         self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
         self.health = self.service.health
@@ -67,6 +70,20 @@ class SurroundDepthNode(Node):
             self._publish_rig_tf()
 
     # -- set-up -------------------------------------------------------------------------------
+    def _checked_overrides(self, log) -> dict:
+        """The `-p name:=value` / params-file values, checked against the parameter table before rclpy sees
+        them: a bad value is a ConfigError naming parameter, value and range (exit 2, not rclpy's
+        traceback); an integer for a double is taken as that double; an unknown name is warned about."""
+        values = {}
+        for name, param in self._parameter_overrides.items():
+            if name in PARAMS_BY_NAME:
+                values[name] = PARAMS_BY_NAME[name].validate(param.value)
+            elif name not in ROS_OWN_PARAMETERS and not name.startswith("qos_overrides."):
+                near = closest_parameter(name)
+                log.warning(f"unknown parameter '{name}' is ignored" + (f"; did you mean '{near}'?" if near else
+                            f"; the parameters are {', '.join(PARAMS_BY_NAME)}"))
+        return values
+
     def _make_io(self) -> None:
         p = self.p
         reliability = ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
@@ -185,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
+    except Exception:
+        if not rclpy.ok():  # SIGINT / SIGTERM while starting: the context went first; a clean stop, not a bug
+            print(f"{NODE_NAME}: stopped while starting", file=sys.stderr)
+            return 0
+        raise
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):

@@ -45,12 +45,14 @@ class ParamSpec:
         return ""
 
     def validate(self, value: Any) -> Any:
-        """Return value as this parameter's type, or raise ConfigError naming the valid values."""
+        """Return value as this parameter's type (an integer for a double is taken as that double), or raise
+        ConfigError naming the parameter, the value and what is valid."""
         kind = type(self.default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        valid = self.type_name + (f" in {self.constraint_text()}" if self.min is not None else "")
         if type(value) is not kind:
-            raise ConfigError(f"parameter {self.name} must be of type {self.type_name}, got {value!r}")
+            raise ConfigError(f"parameter {self.name} must be a {valid}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ConfigError(f"parameter {self.name} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
@@ -101,6 +103,14 @@ PARAMS_BY_NAME = {p.name: p for p in NODE_PARAMS}
 PROCESS_PARAMS = ("model", "backend", "precision", "engine_cache_dir", "threads", "slop", "queue_size",
                   "camera_timeout", "allow_partial", "min_depth", "max_depth", "cloud_stride", "cloud_overlap",
                   "max_depth_std_ratio", "publish_depth", "publish_std", "publish_cloud")
+
+
+def closest_parameter(name: str) -> str | None:
+    """The known parameter a misspelt `name` most likely meant (None when nothing is close)."""
+    import difflib
+
+    match = difflib.get_close_matches(name, PARAMS_BY_NAME, n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 def validate_params(values: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from fsmde_ros.geometry.cloud import fuse_cloud  # noqa: E402
 from fsmde_ros.ros import codec as ros_msgs  # noqa: E402
 from tests.helpers.oracle_model import write_oracle_model  # noqa: E402
-from tests.helpers.ros_env import REPO, next_domain, ros_env  # noqa: E402
+from tests.helpers.ros_env import REPO, next_domain, ros_env, start_node  # noqa: E402
 
 H, W = 96, 160
 RIG = "nuscenes"
@@ -216,6 +216,13 @@ def test_compressed_input_and_rig_intrinsics_without_camera_info(oracle, world):
     ({"backend": "tflite"}, "backend must be one of auto, tensorrt, onnxruntime, torch"),
     ({"rig": "kitti"}, "no rig preset 'kitti'"),
     ({"min_depth": "90.0"}, "min_depth (90.0) must be below max_depth"),
+    # issue 14, item 2: each of these ended in a traceback with exit 1
+    ({"slop": "-1.0"}, "parameter slop must be in [0, 1], got -1.0"),
+    ({"slop": "2.0"}, "parameter slop must be in [0, 1], got 2.0"),
+    ({"slop": "abc"}, "parameter slop must be a double in [0, 1], got 'abc'"),
+    ({"queue_size": "0"}, "parameter queue_size must be in [1, 100], got 0"),
+    ({"camera_timeout": "0.0"}, "parameter camera_timeout must be in [0.05, 60], got 0.0"),
+    ({"threads": "-1"}, "parameter threads must be in [0, 256], got -1"),
 ])
 def test_bad_configuration_fails_fast_with_the_reason(oracle, params, message):
     cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args"]
@@ -223,6 +230,34 @@ def test_bad_configuration_fails_fast_with_the_reason(oracle, params, message):
         cmd += ["-p", f"{k}:={v}"]
     proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _start_and_read_log(oracle, params, until="backend onnxruntime", timeout=40.0):
+    """Start the node with `params`, read its log until `until` appears (or it exits), stop it; the log."""
+    proc = start_node({"rig": RIG, "model": str(oracle), "backend": "onnxruntime", **params}, ros_env())
+    lines, end = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < end and proc.poll() is None:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if until in line:
+                break
+    finally:
+        stop_process(proc)
+    return "".join(lines) + (proc.stdout.read() or "")
+
+
+def test_an_integer_for_a_double_parameter_is_taken_as_that_double(oracle):
+    """Regression (issue 14, item 2): `-p slop:=1` raised InvalidParameterTypeException."""
+    log = _start_and_read_log(oracle, {"slop": "1", "max_depth": "60"})
+    assert "backend onnxruntime" in log and "Traceback" not in log, log
+
+
+def test_a_misspelt_parameter_is_warned_about_with_the_closest_name(oracle):
+    """Regression (issue 14, item 3): `-p slopp:=0.1` was silently ignored."""
+    log = _start_and_read_log(oracle, {"slopp": "0.1"})
+    assert "unknown parameter 'slopp' is ignored; did you mean 'slop'?" in log, log
 
 
 @pytest.mark.parametrize("views, images_type, message", [
