@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 PACKAGE = "fsmde_ros"
 
 CORE = [
-    "numpy>=1.24,<2",  # cv-bridge (PyPI port) and nuscenes-devkit need numpy 1
+    "numpy>=1.24,<2",  # nuscenes-devkit needs numpy 1
     "opencv-python-headless>=4.8,<4.12",
     "pyyaml>=6",
     "tqdm>=4.60",
