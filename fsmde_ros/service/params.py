@@ -91,7 +91,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link"),
     ParamSpec("publish_depth", True, "publish ~/<camera>/depth (32FC1, metres) and ~/<camera>/camera_info"),
     ParamSpec("publish_std", True, "publish ~/<camera>/depth_std (32FC1, metres): the model's own uncertainty"),
-    ParamSpec("publish_rig_tf", True, "publish the rig's camera mounts on /tf_static (where tf2_msgs is available)"),
+    ParamSpec("publish_rig_tf", False, "publish the rig's camera mounts on /tf_static (where tf2_msgs is available): "
+              "on only where nothing else does (a bag without /tf_static, a bench rig); a vehicle's own TF tree "
+              "(robot_state_publisher) already has them, and two publishers of one transform fight"),
     ParamSpec("qos_reliability", "best_effort", "reliability of the image subscriptions (sensor data QoS: "
               "best_effort, keep last)", choices=RELIABILITY_CHOICES),
     ParamSpec("threads", 0, "ONNX Runtime CPU threads (0 = all cores)", min=0, max=256),

@@ -50,3 +50,10 @@ def test_bad_values_fail_fast_listing_what_is_valid(values, message):
 def test_defaults_validate_and_ints_are_accepted_for_doubles():
     out = validate_params({"slop": 0})
     assert out["slop"] == 0.0 and isinstance(out["slop"], float)
+
+
+def test_the_node_does_not_compete_with_a_vehicles_tf_by_default():
+    """Regression (issue 14, item 8): publish_rig_tf defaulted to on and then competed with a vehicle's own
+    TF publisher; on where the package is the only TF source (README: Required TF)."""
+    assert PARAMS_BY_NAME["publish_rig_tf"].default is False
+    assert "publish_rig_tf:=true" in (REPO / "README.md").read_text()
