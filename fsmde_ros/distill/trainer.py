@@ -92,7 +92,8 @@ class TrainConfig:
             else:
                 ok = True
             if not ok:
-                raise ConfigError(f"{f.name} must be a {type(default).__name__}, got {value!r}")
+                kind = type(default).__name__
+                raise ConfigError(f"{f.name} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r}")
         positive = ("steps", "batch_size", "height", "width", "lr", "log_every", "ckpt_every", "image_every")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -52,7 +52,8 @@ class ParamSpec:
             value = float(value)
         valid = self.type_name + (f" in {self.constraint_text()}" if self.min is not None else "")
         if type(value) is not kind:
-            raise ConfigError(f"parameter {self.name} must be a {valid}, got {value!r}")
+            article = "an" if valid[0] in "aeiou" else "a"
+            raise ConfigError(f"parameter {self.name} must be {article} {valid}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ConfigError(f"parameter {self.name} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:

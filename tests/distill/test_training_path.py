@@ -82,7 +82,7 @@ def test_config_with_an_unknown_key_is_refused(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("steps: -4\n", "steps must be > 0, got -4"),  # issue 14: exited 0 with an untrained checkpoint
-    ("steps: abc\n", "steps must be a int, got 'abc'"),
+    ("steps: abc\n", "steps must be an int, got 'abc'"),
     ("lr: 0\n", "lr must be > 0"),
     ("train: [synthetic:ddad\n", "is not valid YAML"),
     ("- a list\n", "a training config is a mapping"),

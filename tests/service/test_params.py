@@ -38,7 +38,7 @@ def test_the_design_parameters_all_exist():
     ({"precision": "int8"}, "precision must be one of fp16, fp32"),
     ({"slop": -0.1}, r"slop must be in \[0, 1\]"),
     ({"cloud_stride": 0}, "cloud_stride must be in"),
-    ({"cloud_stride": 2.5}, "cloud_stride must be of type int"),
+    ({"cloud_stride": 2.5}, "cloud_stride must be an int in \\[1, 64\\], got 2.5"),
     ({"min_depth": 50.0, "max_depth": 10.0}, "min_depth .* must be below max_depth"),
     ({"unknown_thing": 1}, "unknown parameters"),
 ])
