@@ -51,9 +51,11 @@ class SurroundDepthNode(Node):
         values = self._checked_overrides(log)
         raw = {s.name: self.declare_parameter(s.name, values.get(s.name, s.default), _descriptor(s),
                                               ignore_override=True).value for s in NODE_PARAMS}
-        self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info)
-        self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
+        self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info,
+                                                        clock=time.monotonic)
         self.health = self.service.health
+        self.health.start(time.monotonic())
+        self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
         for reason in getattr(self.backend, "skipped", []):
             log.info(f"backend auto skipped {reason}")
         log.info(f"backend {self.backend.name} ({self.backend.precision}), model {resolve_model(self.p['model'])}, "
@@ -158,7 +160,7 @@ class SurroundDepthNode(Node):
                 if output is not None:
                     self._publish(output)
             except Exception as exc:  # noqa: BLE001 - the node survives a failing set, says why, counts it
-                self.health.count("failed_sets")
+                self.service.failed(time.monotonic())
                 self.get_logger().error(f"surround set at {synced.stamp:.3f} failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=5.0)
 

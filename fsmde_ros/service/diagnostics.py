@@ -60,10 +60,38 @@ class NodeHealth:
         self.silent: list[str] = []
         self.consistency: dict[str, float] = {}
         self.sync_counters: dict[str, int] = {}  # the synchroniser's sets and drops (stale, overflow, ...)
+        self.failures = RateMeter()  # sets that failed (decode or inference), for the ERROR level
+        self.started: float | None = None  # time of the first event [s]: cameras never heard from count from it
+        self.heard = {n: False for n in self.camera_names}
+        self._last_failure = -np.inf
+
+    def start(self, now: float) -> None:
+        """Mark the start (the node's construction): a camera silent for camera_timeout from here is reported."""
+        with self._lock:
+            self.started = now if self.started is None else self.started
+
+    def set_failed(self, now: float) -> None:
+        """Count a set that could not be processed; while such sets keep coming the status is ERROR."""
+        with self._lock:
+            self.counters["failed_sets"] += 1
+            self.failures.tick(now)
+            self._last_failure = now
+
+    def never_heard(self, now: float) -> list[str]:
+        """Cameras that sent nothing since the start, camera_timeout ago or longer (a wrong topic, a QoS mismatch)."""
+        if self.started is None or now - self.started < self.camera_timeout_s:
+            return []
+        return [n for n in self.camera_names if not self.heard[n]]
+
+    def clear_latency(self) -> None:
+        """Forget the latency window (after a time jump the old stamps' latency means nothing)."""
+        with self._lock:
+            self.latency_ms.clear()
 
     def image_received(self, camera: str, now: float) -> None:
         with self._lock:
             self.input_rates[camera].tick(now)
+            self.heard[camera] = True
 
     def camera_error(self, camera: str, kind: str) -> None:
         """Count a dropped input (bad encoding, truncated buffer, bad intrinsics, ...)."""
@@ -102,7 +130,11 @@ class NodeHealth:
                 **{f"cross-view consistency {k}": f"{v:.3f}" for k, v in self.consistency.items()},
             }
             level, message = OK, "running"
-            if self.silent:
+            failing = now - self._last_failure <= RATE_WINDOW_S
+            if failing:
+                level, message = ERROR, (f"sets failing: {self.counters['failed_sets']} failed so far, the last "
+                                         f"{now - self._last_failure:.1f} s ago (see the log)")
+            elif self.silent:
                 level, message = WARN, f"silent: {', '.join(self.silent)}"
             elif not self.counters["sets_published"]:
                 level, message = WARN, "waiting for a complete surround set"

@@ -32,6 +32,7 @@ CONSISTENCY_PERIOD_S = 2.0  # the cross-view consistency of the last set is refr
 CONSISTENCY_SUBSAMPLE = 2  # ...on every 2nd pixel: a quarter of the cost, the same statistic
 FOCAL_RANGE = (0.05, 20.0)  # a usable fx, fy lies within this many image widths (about 175 to 3 degrees of view)
 PRINCIPAL_POINT_MARGIN = 0.5  # cx, cy may lie up to half the image size outside it (strongly off-centre crops)
+DROP_BURST = 10  # this many drops between two reports are logged (fewer only counted)
 ASPECT_TOLERANCE = 0.02  # a CameraInfo at another size is scaled to the image if both axes scale alike
 
 
@@ -88,8 +89,12 @@ class SurroundDepthService:
     """Parameters -> one surround set at a time -> depth, clouds and health (see the module doc)."""
 
     def __init__(self, p: dict[str, Any], rig: CameraRig, backend: DepthBackend, decoder: MessageDecoder,
-                 warn: Callable[[str], None] = print, info: Callable[[str], None] = print):
+                 warn: Callable[[str], None] = print, info: Callable[[str], None] = print,
+                 clock: Callable[[], float] | None = None):
+        """clock: the arrival clock [s] of the caller (the node's monotonic time); None: set stamps (offline)."""
         self.p, self.rig, self.backend, self.decoder = p, rig, backend, decoder
+        self._clock = clock
+        self._latency_epoch = 0
         self.warn, self.info = warn, info
         self.pipeline = SurroundDepthPipeline(backend, rig, p["min_depth"], p["max_depth"], p["cloud_stride"],
                                               p["max_depth_std_ratio"], make_cloud=p["publish_cloud"],
@@ -98,8 +103,9 @@ class SurroundDepthService:
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
         self._camera_info: list[tuple[np.ndarray, int, int] | None] = [None] * len(rig)  # (K, width, height)
-        self._logged: set[tuple[str, str]] = set()
+        self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
+        self._reported = {"silent": set(), "resets": 0, "dropped": 0}  # what report() has logged already
 
     @classmethod
     def from_params(cls, params: dict[str, Any], decoder: MessageDecoder, rig: str | CameraRig | None = None,
@@ -139,6 +145,7 @@ class SurroundDepthService:
 
     def on_image(self, i: int, stamp: float, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
         """Offer camera i's image (header stamp [s], arrival time `now` [s]); returns the sets it completes."""
+        self.health.start(now)
         self.health.image_received(self.rig.names[i], now)
         if not compressed:
             try:
@@ -183,7 +190,7 @@ class SurroundDepthService:
             Ks.append(self.intrinsics(i, rgb.shape[1], rgb.shape[0]) if rgb is not None else None)
             messages.append(msg if rgb is not None else None)
         if all(img is None for img in images):
-            self.health.count("failed_sets")
+            self.health.set_failed(now=synced.stamp if self._clock is None else self._clock())
             return None
         result = self.pipeline.run(images, Ks)
         result.timings_ms["decode_ms"] = (time.perf_counter() - start) * 1e3 - sum(result.timings_ms.values())
@@ -197,6 +204,9 @@ class SurroundDepthService:
 
     def published(self, output: SetOutput, now: float, latency_ms: float, publish_ms: float) -> None:
         """Record that `output` went out: rates, latency, stage timings, and now and then the cross-view consistency."""
+        if self.sync.stats.resets != self._latency_epoch:  # a time jump (bag loop): old latencies mean nothing
+            self._latency_epoch = self.sync.stats.resets
+            self.health.clear_latency()
         self.health.set_published(now, latency_ms, {**output.result.timings_ms, "publish_ms": publish_ms})
         if now - self._last_consistency > CONSISTENCY_PERIOD_S and output.result.present.all():
             self._last_consistency = now
@@ -205,9 +215,29 @@ class SurroundDepthService:
                                        max_depth=self.p["max_depth"])
             self.health.consistency = {"median abs [m]": c["abs_m"], "median rel": c["rel"]}
 
+    def failed(self, now: float) -> None:
+        """A set failed outside `run` (the caller caught the exception and logged it)."""
+        self.health.set_failed(now)
+
     def report(self, now: float, extra: dict[str, str] | None = None) -> list[tuple[str, int, str, dict[str, str]]]:
-        """The /diagnostics statuses now (NodeHealth.report with the synchroniser's view added)."""
-        self.health.silent = [s.name for s in self.sync.states(now) if s.silent]
-        self.health.sync_counters = {f"sync {k}": v for k, v in dataclasses.asdict(self.sync.stats).items()}
+        """The /diagnostics statuses now (NodeHealth.report with the synchroniser's view added); what changed
+        for the worse since the last report is also logged: cameras going silent, time jumps, drops."""
+        silent = [s.name for s in self.sync.states(now) if s.silent]
+        silent += [n for n in self.health.never_heard(now) if n not in silent]
+        self.health.silent = silent
+        stats = self.sync.stats
+        self.health.sync_counters = {f"sync {k}": v for k, v in dataclasses.asdict(stats).items()}
+        seen = self._reported
+        if set(silent) - seen["silent"]:
+            self.warn(f"cameras silent (nothing for {self.p['camera_timeout']:g} s): {', '.join(silent)}; check the "
+                      "topics and the QoS (images are subscribed with qos_reliability)")
+        if stats.resets > seen["resets"]:
+            self.warn(f"time jumped back {stats.resets - seen['resets']} time(s) (a bag loop or a clock reset): the "
+                      "synchroniser restarted; latency statistics start afresh")
+        dropped = stats.dropped_messages + self.health.counters["sets_dropped"]
+        if dropped - seen["dropped"] >= DROP_BURST:
+            self.warn(f"{dropped - seen['dropped']} messages or sets dropped since the last report (stale, overflow, "
+                      "or the worker busy); see the sync counters in /diagnostics")
+        self._reported = {"silent": set(silent), "resets": stats.resets, "dropped": dropped}
         return self.health.report(now, extra)
 

@@ -151,3 +151,58 @@ def test_a_model_with_the_right_names_but_float_images_is_refused_at_start(tmp_p
     floats = write_oracle_model(tmp_path / "float_images.onnx", 6, H, W, images_type=TensorProto.FLOAT)
     with pytest.raises(OnnxModelError, match="'images' must be uint8, found float"):
         _service(floats, [])
+
+
+def _level(service, now, name="surround_depth: pipeline"):
+    return {n: (level, msg) for n, level, msg, _ in service.report(now)}[name]
+
+
+def test_the_status_is_error_while_sets_fail_and_recovers_after(model):
+    """Regression (issue 14, item 6): a node failing every set reported level 0, "running"."""
+    from fsmde_ros.service.diagnostics import ERROR, OK, RATE_WINDOW_S
+
+    clock = [0.0]
+    service = SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"},
+                                               ArrayCodec, warn=lambda _: None, info=lambda _: None,
+                                               clock=lambda: clock[0])
+    undecodable = [types.SimpleNamespace(image=None, header=None) for _ in range(6)]
+    for t in (1.0, 1.1, 1.2):
+        clock[0] = t
+        (synced,) = _offer_set(service, undecodable, stamp=t)
+        assert service.run(synced) is None
+    level, message = _level(service, 1.3)
+    assert level == ERROR and "sets failing: 3 failed" in message
+    t = 1.2 + RATE_WINDOW_S + 0.5
+    clock[0] = t
+    (synced,) = _offer_set(service, [_image() for _ in range(6)], stamp=t)
+    service.published(service.run(synced), t, 50.0, 1.0)
+    assert _level(service, t)[0] == OK
+
+
+def test_a_camera_that_never_sent_anything_is_reported_silent_after_camera_timeout(model):
+    """Regression (issue 14, item 6): a wrong topic or a QoS mismatch showed "silent cameras: none" forever."""
+    from fsmde_ros.service.diagnostics import WARN
+
+    warnings = []
+    service = _service(model, warnings, camera_timeout=1.0)
+    service.health.start(0.0)
+    assert _level(service, 0.5)[1] == "waiting for a complete surround set"
+    level, message = _level(service, 1.5)  # nothing at all arrived: all six
+    assert level == WARN and message == "silent: " + ", ".join(service.rig.names)
+    assert any("cameras silent" in w for w in warnings)
+    n = len(warnings)
+    service.report(2.0)
+    assert len(warnings) == n, "logged when it changes, not every second"
+
+
+def test_a_time_jump_restarts_the_latency_statistics_and_is_logged(model):
+    """Regression (issue 14, item 6): after a bag loop the latency read 30-60 s for the next 200 sets."""
+    warnings = []
+    service = _service(model, warnings)
+    for k, stamp in enumerate((100.0, 100.1, 100.2, 50.0, 50.1)):  # the bag loops back by 50 s after three sets
+        for synced in _offer_set(service, [_image() for _ in range(6)], stamp=stamp):
+            latency_ms = 40.0 if stamp < 100 else 50_000.0  # the old epoch's stamps read as 50 s late
+            service.published(service.run(synced), 10.0 + k, latency_ms, 1.0)
+    assert list(service.health.latency_ms) == [40.0] * len(service.health.latency_ms)
+    service.report(20.0)
+    assert any("time jumped back" in w for w in warnings)
