@@ -111,7 +111,7 @@ class DDADDataset:
     def __init__(self, root: str | Path, split: str = "val", cameras: Sequence[str] = DDAD_CAMERAS,
                  height: int | None = None, width: int | None = None, masks: bool = True,
                  mask_dir: str | Path | None = None, scenes: Iterable[str] | None = None,
-                 lidar: str = DDAD_LIDAR, ego_motion: bool = True):
+                 lidar: str = DDAD_LIDAR, ego_motion: bool = True, gt_pixels: str = "round"):
         self.dataset_json = find_dataset_json(root)
         self.root = self.dataset_json.parent
         self.split = split
@@ -120,6 +120,7 @@ class DDADDataset:
             raise ConfigError(f"cameras must be at least 2 distinct DDAD camera names, got {list(cameras)}")
         self.lidar_name = lidar.upper()
         self.ego_motion = bool(ego_motion)
+        self.gt_pixels = gt_pixels  # lidar_projection.PIXEL_CONVENTIONS: "round" or DGP's "truncate"
         if (height is None) != (width is None):
             raise ConfigError("give both height and width, or neither (native resolution)")
         if height is not None and (height <= 0 or width <= 0):
@@ -345,7 +346,7 @@ class DDADDataset:
             pts_sensor = load_points(scene.directory / sample.lidar.filename, sample.lidar.point_format)
             T_cam_sensor = np.stack([self._T_cam_lidar(calib[name].T_vehicle_sensor, d.pose, T_vs, sample.lidar.pose)
                                      for name, d in zip(self.camera_names, sample.cams)])
-            depth = lidar_depth_maps(pts_sensor, T_cam_sensor, K, H, W)
+            depth = lidar_depth_maps(pts_sensor, T_cam_sensor, K, H, W, pixels=self.gt_pixels)
             item["lidar_points"] = transform_points(T_vs, pts_sensor).astype(np.float32)
             if sample.lidar.pose is not None:
                 T_world_base = sample.lidar.pose @ invert_transform(T_vs)

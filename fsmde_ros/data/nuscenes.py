@@ -115,7 +115,7 @@ class NuScenesDataset:
 
     def __init__(self, root: str | Path, version: str = "v1.0-mini", split: str = "val", height: int | None = None,
                  width: int | None = None, cameras: Sequence[str] = NUSCENES_CAMERAS, condition: str = "all",
-                 min_depth: float = 0.0, nusc: Any = None):
+                 min_depth: float = 0.0, nusc: Any = None, gt_pixels: str = "round"):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise MissingFileError(f"nuScenes root not found: {self.root}")
@@ -139,6 +139,7 @@ class NuScenesDataset:
         if len(self.camera_names) < 2 or len(set(self.camera_names)) != len(self.camera_names):
             raise ConfigError(f"cameras must be at least 2 distinct CAM_* channels, got {list(cameras)}")
         self.min_depth = float(min_depth)
+        self.gt_pixels = gt_pixels  # lidar_projection.PIXEL_CONVENTIONS: "round" or SurroundDepth's "truncate"
         if nusc is None:
             try:
                 nusc = self.kit.NuScenes(version=version, dataroot=str(self.root), verbose=False)
@@ -251,7 +252,7 @@ class NuScenesDataset:
             T_cam_lidar[c] = invert_transform(T_base_cam[c]) @ invert_transform(T_world_base_cams[c]) @ T_global_lidar
             stamps[c] = sd["timestamp"] * 1e-6
         pts = self._lidar_points(lidar_sd)
-        depth = lidar_depth_maps(pts, T_cam_lidar, K, H, W, min_depth=self.min_depth)
+        depth = lidar_depth_maps(pts, T_cam_lidar, K, H, W, min_depth=self.min_depth, pixels=self.gt_pixels)
         return {
             "images": images, "lidar_depth": depth, "K": K, "T_base_cam": T_base_cam,
             "stamp": lidar_sd["timestamp"] * 1e-6, "stamps": stamps, "T_world_base": T_global_ego_l,

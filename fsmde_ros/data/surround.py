@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from fsmde_ros.data.lidar_projection import PIXEL_CONVENTIONS
 from fsmde_ros.errors import ConfigError
 
 # Keys a training item must have, and the optional ones the cache keeps when present.
@@ -89,11 +90,14 @@ def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], 
     Returns the reader itself (stride 1) or a FrameSubset of it."""
     if not target:
         raise ConfigError(f"{spec}: {kind} needs a dataset path, e.g. {kind}:/data/{kind}")
-    known = ({"split", "masks", "mask_dir", "scenes", "ego_motion", "stride"} if kind == "ddad"
-             else {"version", "split", "condition", "stride"})
+    known = ({"split", "masks", "mask_dir", "scenes", "ego_motion", "stride", "gt_pixels"} if kind == "ddad"
+             else {"version", "split", "condition", "stride", "gt_pixels"})
     unknown = set(opts) - known
     if unknown:
         raise ConfigError(f"{spec}: unknown options {sorted(unknown)}; {kind} takes {sorted(known)}")
+    gt_pixels = opts.get("gt_pixels", "round")
+    if gt_pixels not in PIXEL_CONVENTIONS:
+        raise ConfigError(f"{spec}: gt_pixels must be one of {', '.join(PIXEL_CONVENTIONS)}, got {gt_pixels!r}")
     stride = int(opts.get("stride", 1))
     if kind == "ddad":
         from fsmde_ros.data.ddad import DDADDataset
@@ -101,12 +105,13 @@ def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], 
         scenes = [s for s in opts["scenes"].split(",") if s] if opts.get("scenes") else None
         ds = DDADDataset(target, split=opts.get("split", "val"), height=height, width=width,
                          masks=_flag(opts.get("masks", "1"), spec, "masks"), mask_dir=opts.get("mask_dir"),
-                         scenes=scenes, ego_motion=_flag(opts.get("ego_motion", "1"), spec, "ego_motion"))
+                         scenes=scenes, ego_motion=_flag(opts.get("ego_motion", "1"), spec, "ego_motion"),
+                         gt_pixels=gt_pixels)
     else:
         from fsmde_ros.data.nuscenes import NuScenesDataset
 
         ds = NuScenesDataset(target, version=opts.get("version", "v1.0-mini"), split=opts.get("split", "val"),
-                             height=height, width=width, condition=opts.get("condition", "all"))
+                             height=height, width=width, condition=opts.get("condition", "all"), gt_pixels=gt_pixels)
     return ds if stride == 1 else FrameSubset(ds, stride)
 
 
