@@ -42,6 +42,10 @@ FORMATS = ("mcap", "sqlite3")
 WORLD_FRAME = "world"
 LIDAR_TOPIC = "/lidar/points"
 RIG_KEY = "fsmde_ros.rig"  # custom_data key naming the rig preset that recorded the bag
+# custom_data key: what was subtracted from every stamp of the bag [ns] (0 or absent: the recording's own clock)
+STAMP_OFFSET_KEY = "fsmde_ros.stamp_offset_ns"
+MAX_STAMP_S = 2**31 - 1  # builtin_interfaces/Time.sec is an int32 (and rosbag2's int64 ns log time ends in 2262)
+REBASED_START_S = 1_000_000_000  # a re-based bag starts here (2001-09-09): far from 0, which ROS reads as "unset"
 BAG_VERSION = 9  # rosbag2 metadata version of Iron and later (Jazzy, Kilted read it)
 
 
@@ -69,6 +73,15 @@ def offered_qos(durability: str = "volatile", reliability: str = "reliable", dep
 def latched_qos(depth: int = 1):
     """transient_local + reliable: late subscribers (tf listeners) still get /tf_static."""
     return offered_qos("transient_local", "reliable", depth)
+
+
+def stamp_offset_s(stamp_s: float) -> int:
+    """Whole seconds to subtract from every stamp of a bag whose first set is at `stamp_s` [s]: 0 for clocks
+    ROS messages can carry; for one they cannot (DDAD's reads the year 2464, past int32 seconds), the offset
+    that moves the first set to REBASED_START_S. Whole seconds keep the relative timing exact."""
+    if 0 <= stamp_s < MAX_STAMP_S - 10 * 365 * 86400:  # ten years of headroom for a long recording
+        return 0
+    return int(np.floor(stamp_s)) - REBASED_START_S
 
 
 def camera_stamps(item: dict, views: int) -> np.ndarray:
@@ -136,6 +149,10 @@ class BagWriter:
                                                                offered_qos_profiles=profiles)
         return self._conns[key]
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A metadata custom_data entry (written when the bag closes)."""
+        self._writer.set_custom_data(key, str(value))
+
     def add_topic(self, topic: str, msgtype: str, qos=None) -> None:
         """Declare a topic now (so it is listed even when no message comes)."""
         self._connection(topic, msgtype, qos)
@@ -159,6 +176,7 @@ class WriteReport:
 
     written: int = 0
     skipped: list = dataclasses.field(default_factory=list)
+    stamp_offset_s: int = 0  # subtracted from every stamp (see stamp_offset_s)
 
 
 def _bad_input_errors() -> tuple:
@@ -195,6 +213,7 @@ def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bo
                           codec.COMPRESSED if compressed else codec.IMAGE, sensor)
             bag.add_topic(cam.info_topic, codec.CAMERA_INFO, sensor)
         prev = None  # (set stamp [ns], mounts) of the previous item
+        offset = None  # [s] subtracted from every stamp, decided at the first set read
         try:
             for i in tqdm(range(n), desc=f"bag {bag.path.name}", unit="set", disable=not progress):
                 try:
@@ -203,6 +222,17 @@ def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bo
                     report.skipped.append((i, str(exc)))
                     warnings.warn(f"bag: skipping set {i}: {exc}", stacklevel=2)
                     continue
+                if offset is None:
+                    offset = stamp_offset_s(float(item["stamp"]))
+                    report.stamp_offset_s = offset
+                    if offset:
+                        bag.set_custom_data(STAMP_OFFSET_KEY, str(offset * 1_000_000_000))
+                        warnings.warn(f"bag: the dataset's clock ({float(item['stamp']):.0f} s) does not fit ROS time; "
+                                      f"every stamp is re-based by -{offset} s (kept in the metadata as "
+                                      f"{STAMP_OFFSET_KEY}); relative timing is unchanged", stacklevel=2)
+                if offset:
+                    item = {**item, "stamp": float(item["stamp"]) - offset,
+                            "stamps": camera_stamps(item, len(rig)) - offset}
                 mounts, set_ns = np.asarray(item["T_base_cam"], dtype=np.float64), codec.stamp_ns(item["stamp"])
                 # /tf_static at the start, again when the calibration changes (another DDAD scene or nuScenes
                 # log) and where time goes back (a segment that replay puts before the ones written so far)

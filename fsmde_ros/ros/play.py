@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from fsmde_ros.errors import ConfigError
 from fsmde_ros.paths import use_fastdds_profile
 from fsmde_ros.ros import codec
-from fsmde_ros.ros.bag import BagError, open_bag
+from fsmde_ros.ros.bag import STAMP_OFFSET_KEY, BagError, bag_custom_data, open_bag
 
 SENSOR_TYPES = {codec.IMAGE, codec.COMPRESSED, codec.CAMERA_INFO, codec.POINTCLOUD2, "sensor_msgs/msg/Imu",
                 "sensor_msgs/msg/LaserScan"}
@@ -112,6 +112,10 @@ def play_bag(bag: str | Path, rate: float = 1.0, loop: bool = False, start_offse
                 raise BagError(f"bag {bag} has no topic {', '.join(unknown)}; its topics: "
                                f"{', '.join(sorted({c.topic for c in conns}))}")
             conns = [c for c in conns if c.topic in set(topics)]
+        offset_ns = int(bag_custom_data(reader).get(STAMP_OFFSET_KEY, 0) or 0)
+        if offset_ns:
+            log(f"[play] the bag's stamps are re-based: the recording's clock is {offset_ns * 1e-9:.0f} s later "
+                f"(metadata {STAMP_OFFSET_KEY}); played as stored")
         start_ns = reader.start_time + int(round(start_offset * 1e9))
         if start_ns > reader.end_time:
             raise ConfigError(f"--start-offset {start_offset:g} s is past the end of the bag "

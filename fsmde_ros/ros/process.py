@@ -16,6 +16,7 @@ from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.bag import (
     RIG_KEY,
+    STAMP_OFFSET_KEY,
     BagError,
     BagWriter,
     bag_custom_data,
@@ -105,7 +106,8 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
         raise ConfigError(f"fsmde process runs exported models: backend must be one of {', '.join(ONNX_BACKENDS)}")
     reader = open_bag(bag)
     try:
-        rig_name = rig or bag_custom_data(reader).get(RIG_KEY)
+        custom = bag_custom_data(reader)
+        rig_name = rig or custom.get(RIG_KEY)
         if not rig_name:
             raise BagError(f"bag {bag} does not say which rig recorded it (no '{RIG_KEY}' in its metadata); pass --rig")
         rig_obj = load_rig(rig_name)
@@ -132,7 +134,9 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
             ns = last_ns if last_ns is not None else codec.stamp_ns(now)
             writer.write("/diagnostics", BAG_MESSAGES.diagnostic_array(ns, service.report(now, extra), "fsmde process"), ns)
 
-        with BagWriter(out, format or bag_format(bag), {RIG_KEY: rig_obj.name}) as writer:
+        # the outputs keep the input's stamps, so a re-based input's offset carries over (bag.stamp_offset_s)
+        keep = {k: custom[k] for k in (STAMP_OFFSET_KEY,) if k in custom}
+        with BagWriter(out, format or bag_format(bag), {RIG_KEY: rig_obj.name, **keep}) as writer:
             with tqdm(total=total, desc=f"process {Path(bag).name}", unit="set", disable=not progress) as bar:
                 for conn, ns, raw in reader.messages(connections=wanted):
                     if conn.topic in copied:

@@ -290,6 +290,52 @@ def test_write_bag_skips_a_set_with_a_corrupt_image(fx, tmp_path):
     assert bag_topics(out)[ds.rig.cameras[0].image_topic][1] == len(ds) - 1
 
 
+def test_fsmde_bag_on_ddads_own_clock_rebases_the_stamps_and_process_keeps_the_offset(fx, tmp_path):
+    """Regression (issue 14, item 12): DDAD's clock reads the year 2464, which overflowed Time.sec (int32) and
+    rosbag2's int64 ns log time: `fsmde bag` crashed (struct.error, exit 1, no bag)."""
+    pytest.importorskip("rosbags", reason="needs rosbags (the `ros` extra)")
+    from rosbags.rosbag2 import Reader
+
+    from fsmde_ros.app.cli import main
+    from fsmde_ros.ros import codec
+    from fsmde_ros.ros.bag import REBASED_START_S, STAMP_OFFSET_KEY, bag_custom_data
+
+    spec = f"ddad:{fx.root}?split=val&masks=0"
+    with pytest.warns(UserWarning, match="re-based"):
+        assert main(["bag", "--dataset", spec, "--out", str(tmp_path / "bag"), "--height", "32", "--width", "48",
+                     "--no-progress"]) == 0
+    reader = Reader(tmp_path / "bag")
+    reader.open()
+    offset_ns = int(bag_custom_data(reader)[STAMP_OFFSET_KEY])
+    stamps = {}
+    for conn, ns, raw in reader.messages():
+        if conn.msgtype == codec.IMAGE:
+            stamps.setdefault(conn.topic, []).append((ns, codec.header_ns(codec.from_cdr(raw, conn.msgtype).header)))
+    reader.close()
+    assert offset_ns % 1_000_000_000 == 0 and offset_ns > 0
+    ds = open_dataset(spec, 32, 48)
+    for c, cam in enumerate(ds.rig.cameras):
+        got = stamps[cam.image_topic]
+        assert all(log == header for log, header in got)
+        want = [ds[k]["stamps"][c] for k in range(len(ds))]
+        assert got[0][1] * 1e-9 == pytest.approx(REBASED_START_S, abs=1.0)
+        # the recording's clock back: the stamp plus the offset, to the 2 us that float64 seconds resolve at 1.6e10 s
+        np.testing.assert_allclose([(h + offset_ns) * 1e-9 for _, h in got], want, rtol=0, atol=4e-6)
+        # relative timing exact to the nanosecond rounding of the stamps
+        np.testing.assert_allclose(np.diff([h for _, h in got]) * 1e-9, np.diff(want), rtol=0, atol=4e-6)
+    from fsmde_ros.ros.process import process_bag
+    from tests.helpers.oracle_model import write_oracle_model
+
+    model = write_oracle_model(tmp_path / "oracle.onnx", 6, 32, 48)
+    summary = process_bag(tmp_path / "bag", tmp_path / "out", params={"model": str(model), "backend": "onnxruntime"},
+                          progress=False)
+    assert summary.sets == len(ds)
+    reader = Reader(tmp_path / "out")
+    reader.open()
+    assert int(bag_custom_data(reader)[STAMP_OFFSET_KEY]) == offset_ns  # the outputs keep the input's clock
+    reader.close()
+
+
 # ------------------------------------------------------------------ pieces
 def test_parse_timestamp_forms():
     assert parse_timestamp("2019-08-28T13:46:40.123456789Z") == pytest.approx(1567000000.123456789, abs=1e-6)

@@ -34,7 +34,9 @@ import numpy as np
 HEIGHT, WIDTH = 64, 96
 SCENE_VAL, SCENE_TRAIN = "000150", "000000"
 LIDAR = "LIDAR"
-T0_US = 1_567_000_000_123_456  # first lidar time [us]
+# first lidar time [us], on DDAD's own clock: the official DGP test scene reads 2464-11-12T01:04:09.936530Z (file
+# names are such 17-digit microsecond stamps), past what ROS time (int32 s) and rosbag2 (int64 ns) hold
+T0_US = 15_616_458_249_936_530
 FRAME_DT_US = 100_000  # 10 Hz
 SPEED_MPS = 10.0
 YAW_RATE_DPS = 5.0
