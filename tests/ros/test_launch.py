@@ -28,15 +28,41 @@ def test_launch_file_declares_every_argument_with_a_description():
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
 
 
-def test_rviz_layout_shows_the_cloud_and_every_depth_topic_in_base_link():
-    cfg = yaml.safe_load((REPO / "config" / "surround_depth.rviz").read_text())
-    manager = cfg["Visualization Manager"]
+@pytest.mark.parametrize("rig", ["ddad", "nuscenes"])
+def test_each_rig_has_an_rviz_layout_of_its_own_cameras(rig):
+    """Regression (issue 14, item 20): `rig:=nuscenes use_rviz:=true` showed six panels on DDAD topics."""
+    from fsmde_ros.app.launch_support import rviz_text
+
+    path = REPO / "config" / "rviz" / f"{rig}.rviz"
+    assert path.read_text() == rviz_text(load_rig(rig)), "regenerate with fsmde_ros.app.launch_support.rviz_text"
+    manager = yaml.safe_load(path.read_text())["Visualization Manager"]
     assert manager["Global Options"]["Fixed Frame"] == "base_link"
-    topics = {d.get("Topic", {}).get("Value") for d in manager["Displays"]}
-    assert "/surround_depth/points" in topics
-    for rig in ("ddad", "nuscenes"):
-        for name in load_rig(rig).names:
-            assert f"/surround_depth/{name}/depth" in topics
+    topics = {d.get("Topic", {}).get("Value") for d in manager["Displays"]} - {None}
+    assert topics == {"/surround_depth/points"} | {f"/surround_depth/{n}/depth" for n in load_rig(rig).names}
+
+
+def test_a_rig_yaml_of_your_own_gets_a_generated_layout(tmp_path):
+    from fsmde_ros.app.launch_support import rviz_config_for
+
+    own = tmp_path / "my_rig.yaml"
+    own.write_text((REPO / "config" / "rigs" / "nuscenes.yaml").read_text().replace("name: nuscenes", "name: mine", 1))
+    layout = rviz_config_for(own, REPO / "config", tmp_path)
+    assert layout.parent == tmp_path and "/surround_depth/CAM_FRONT/depth" in layout.read_text()
+    assert rviz_config_for("ddad", REPO / "config", tmp_path) == REPO / "config" / "rviz" / "ddad.rviz"
+
+
+def test_only_the_launch_arguments_given_override_params_file():
+    """Regression (issue 14, item 20): the launch file always overrode params_file's rig, model and backend
+    with its own defaults."""
+    from fsmde_ros.app.launch_support import node_parameters
+
+    assert node_parameters("p.yaml", {"rig": "", "model": "", "backend": ""}, False) == \
+        ["p.yaml", {"use_sim_time": False}]
+    assert node_parameters("p.yaml", {"rig": "nuscenes", "model": "", "backend": "onnxruntime"}, True) == \
+        ["p.yaml", {"rig": "nuscenes", "backend": "onnxruntime", "use_sim_time": True}]
+    text = LAUNCH.read_text()
+    assert "node_parameters(" in text and "rviz_config_for(" in text
+    assert "RMW_IMPLEMENTATION" not in text.split('"""', 2)[2], "the user's RMW is respected, not forced"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
