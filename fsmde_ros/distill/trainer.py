@@ -242,7 +242,8 @@ class Trainer:
                  "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state()}
         tmp = self.out / (TRAIN_STATE + ".tmp")
         torch.save(state, tmp)
-        path = save_student(self.model, self.out / "student.pt", extra={"step": self.step})
+        path = save_student(self.model, self.out / "student.pt",
+                            extra={"step": self.step, "height": self.cfg.height, "width": self.cfg.width})
         tmp.replace(self.out / TRAIN_STATE)
         return path
 

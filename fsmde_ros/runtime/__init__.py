@@ -25,7 +25,7 @@ def create_backend(kind: str, model_path: str | Path, **options) -> DepthBackend
     if kind == "torch":
         from fsmde_ros.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(model_path, options["height"], options["width"], options.get("device"))
+        return TorchBackend(model_path, options.get("height"), options.get("width"), options.get("device"))
     if kind == "tensorrt":
         from fsmde_ros.runtime.tensorrt_backend import TensorRTBackend
 

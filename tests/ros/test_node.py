@@ -274,3 +274,14 @@ def test_a_model_that_breaks_the_contract_stops_the_node_at_start_with_exit_2(tm
            "-p", "backend:=onnxruntime"]
     proc = subprocess.run(cmd, env=ros_env(), capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_backend_torch_starts_from_a_checkpoint(tmp_path):
+    """Regression (issue 14, item 5): `backend:=torch` never started (`cannot start backend 'torch' ...: 'height'`)."""
+    from fsmde_ros.model.checkpoint import save_student
+    from fsmde_ros.model.student import create_student
+
+    ckpt = save_student(create_student("fsmde_lcnet", num_bins=8), tmp_path / "student.pt",
+                        extra={"height": H, "width": W})
+    log = _start_and_read_log(ckpt, {"backend": "torch"}, until="backend torch")
+    assert f"backend torch:cpu (fp32), model {ckpt}, input {W}x{H} x 6 views" in log, log

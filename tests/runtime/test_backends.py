@@ -90,3 +90,35 @@ def test_tensorrt_engine_matches_onnxruntime(exported, frames, tmp_path):
     before = {p: p.stat().st_mtime for p in tmp_path.glob("*.engine")}
     create_backend("tensorrt", exported[0], precision="fp32", engine_cache_dir=tmp_path)
     assert {p: p.stat().st_mtime for p in tmp_path.glob("*.engine")} == before
+
+
+def test_the_torch_backend_takes_the_size_a_checkpoint_was_trained_at(tmp_path, frames):
+    """Regression (issue 14, item 5): `backend:=torch` never started (`'height'`): the node has no size to give."""
+    from fsmde_ros.model.checkpoint import save_student
+    from fsmde_ros.model.student import create_student
+
+    student = create_student("fsmde_mnv3l", num_bins=16).eval()
+    ckpt = save_student(student, tmp_path / "trained.pt", extra={"step": 10, "height": H, "width": W})
+    backend = create_backend("torch", ckpt)
+    assert (backend.views, backend.height, backend.width) == (V, H, W)
+    depth, std = backend.infer(*frames)
+    assert depth.shape == (V, H, W) and np.isfinite(depth).all()
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):  # unpickling this would run code: write the marker file
+        return (open, (self.marker, "w"))
+
+
+def test_a_malicious_checkpoint_is_refused_without_running_its_code(tmp_path):
+    from fsmde_ros.model.checkpoint import CheckpointError
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "fsmde_student/1", "config": {}, "state_dict": {}, "extra": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refusing to run code from it"):
+        create_backend("torch", evil)
+    assert not marker.exists()
