@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 # Tolerance [s] on "within slop": stamps built from sec + nanosec are inexact as floats.
 EPS_S = 1e-9
+# One input's jump back is taken for the rig's after this many frames in a row (a lone straggler is not).
+JUMP_PERSISTENCE = 3
 
 
 @dataclass
@@ -116,6 +118,7 @@ class SurroundSynchronizer:
         self._flow_start: float | None = None      # arrival of the first message ever [s]
         self._stamps: list[list[float]] = [[] for _ in range(n)]
         self._msgs: list[list[Any]] = [[] for _ in range(n)]
+        self._held: list[list[tuple[float, Any, float]]] = [[] for _ in range(n)]  # (stamp, msg, arrival) jumped back
         self._clear()
 
     # -- public API -------------------------------------------------------------------------
@@ -135,18 +138,42 @@ class SurroundSynchronizer:
         if self._flow_start is None:
             self._flow_start = now
 
-        # Backwards time jump: measured against this input's newest stamp in the epoch (so one
-        # input lagging by > threshold only has its messages go stale instead of flushing all),
-        # or the last emitted set's stamp when the input has none yet.
+        # Backwards time jump: measured against this input's newest stamp in the epoch, or the last
+        # emitted set's stamp when the input has none yet. One such frame is not yet a jump of the rig
+        # (a straggler: a frame buffered during a stall, or stamped 0): it is held, and becomes a jump
+        # only when another input jumps back alike or this one keeps to the new epoch; else it is
+        # dropped as stale when its input goes on in the old epoch. Held frames rejoin a confirmed jump.
         ref = self._newest[index] if self._newest[index] is not None else self._last_set_stamp
         if ref is not None and stamp < ref - self.jump_threshold:
+            if len(self.names) > 1 and not self._confirms_jump(index, stamp):
+                self._held[index].append((stamp, msg, now))
+                return []
+            held = sorted((t, c, st, m) for c, hs in enumerate(self._held) for st, m, t in hs)
+            self._held = [[] for _ in self.names]
             old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
             self._clear()
             self.stats.resets += 1
             # Messages of the old epoch still in flight on other inputs are stragglers, not a
             # forward jump: drop them for camera_timeout [s] of arrival time.
             self._guard = (now + self.camera_timeout, old_end - self.jump_threshold)
+            out = []
+            for t, c, st, m in held:
+                out += self._accept(c, st, m, t)
+            return out + self._accept(index, stamp, msg, now)
+        if self._held[index]:  # this input goes on in the old epoch: what it held were stragglers
+            self._drop(index, "stale", len(self._held[index]))
+            self._held[index] = []
+        return self._accept(index, stamp, msg, now)
 
+    def _confirms_jump(self, index: int, stamp: float) -> bool:
+        """A held jump back is the rig's when another input holds one into the same epoch (within the jump
+        threshold of this stamp), or this input has jumped back JUMP_PERSISTENCE times in a row."""
+        others = any(abs(st - stamp) <= self.jump_threshold for c, hs in enumerate(self._held) if c != index
+                     for st, _, _ in hs)
+        return others or len(self._held[index]) + 1 >= JUMP_PERSISTENCE
+
+    def _accept(self, index: int, stamp: float, msg: Any, now: float) -> list[SyncedSet]:
+        """Queue one message of the current epoch (or drop it, counted) and emit what it completes."""
         reason = self._reject_reason(index, stamp, now)
         if reason is not None:
             self._drop(index, reason, 1)
@@ -177,7 +204,7 @@ class SurroundSynchronizer:
             name=name, last_stamp=self._last_stamp[c], last_arrival=self._last_arrival[c],
             age=None if self._last_arrival[c] is None else now - self._last_arrival[c],
             silent=self._silent(c, now), received=self._received[c], dropped=self._dropped[c],
-            queued=len(self._stamps[c]), used=self._used[c]) for c, name in enumerate(self.names)]
+            queued=len(self._stamps[c]) + len(self._held[c]), used=self._used[c]) for c, name in enumerate(self.names)]
 
     def silent(self, now: float) -> list[str]:
         """Names of the inputs that are silent at `now` [s]."""
@@ -186,6 +213,9 @@ class SurroundSynchronizer:
     def reset(self) -> None:
         """Forget queued messages and the stamp epoch (e.g. on /clock reset). Queued messages
         count as dropped; counters and arrival history are kept; `stats.resets` is not bumped."""
+        for c, held in enumerate(self._held):
+            self._drop(c, "reset", len(held))
+        self._held = [[] for _ in self.names]
         self._clear()
 
     # -- internals --------------------------------------------------------------------------
