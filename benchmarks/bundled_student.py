@@ -1,6 +1,6 @@
 """The bundled student against its goals, on held-out worlds it never saw (4 per rig), side by side.
 
-    .venv/bin/python benchmarks/bundled_student.py --onnx models/fsmde_default.onnx [--before old.onnx]
+    .venv/bin/python benchmarks/bundled_student.py --onnx models/fsmde_default.onnx [--before old.onnx] [--control c.onnx]
 
 For each of the ablation's held-out worlds (benchmarks/ablation.py: HELD_OUT), at the model's
 resolution: the student's metric abs_rel (no scaling) on the lidar returns and on the dense
@@ -8,7 +8,8 @@ depth, its uncertainty by the sparsification protocol (AUSE against a random ran
 Spearman of depth_std/depth with the error), and the simulated teacher with oracle median
 scaling. Prints one row per world, the mean per rig, and the issue-12 goals as ratios:
 `student / teacher lidar = X` (goal <= 1.00), `spearman = X` (>= 0.4), `ause / random = X` (<= 0.6).
-With --before, a previous model is scored in the same run for comparison.
+With --before (a previous model) and --control (e.g. the recipe's supervised-only phase), those
+are scored in the same run for comparison.
 """
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", type=Path, default=Path("models/fsmde_default.onnx"), help="the student to score")
     ap.add_argument("--before", type=Path, help="a previous student, scored in the same run")
+    ap.add_argument("--control", type=Path, help="a control student (e.g. supervised only), scored in the same run")
     ap.add_argument("--json", type=Path, help="write every figure as JSON")
     args = ap.parse_args()
-    models = {"student": args.onnx, **({"before": args.before} if args.before else {})}
+    models = {"student": args.onnx, **({"control": args.control} if args.control else {}),
+              **({"before": args.before} if args.before else {})}
     results = {name: score(path, HELD_OUT) for name, path in models.items()}
     print("| model | world | lidar abs_rel | dense abs_rel | lidar, median-scaled | AUSE | random AUSE | Spearman "
           "| teacher lidar | teacher dense |")
