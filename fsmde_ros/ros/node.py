@@ -125,7 +125,7 @@ class SurroundDepthNode(Node):
     # -- callbacks (never block, never raise) ---------------------------------------------------
     def _on_image(self, i: int, msg) -> None:
         # callbacks run one at a time (single-threaded executor); only the worker runs sets
-        for synced in self.service.on_image(i, codec.header_sec(msg.header), msg, time.monotonic(),
+        for synced in self.service.on_image(i, codec.header_ns(msg.header), msg, time.monotonic(),
                                             compressed=isinstance(msg, CompressedImage)):
             self._enqueue(synced)
 

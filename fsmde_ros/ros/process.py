@@ -148,7 +148,7 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
                         continue
                     msg, now = codec.from_cdr(raw, conn.msgtype), ns * 1e-9
                     summary.images += 1
-                    for synced in service.on_image(images[conn.topic], codec.header_sec(msg.header), msg, now,
+                    for synced in service.on_image(images[conn.topic], codec.header_ns(msg.header), msg, now,
                                                    compressed=conn.msgtype == codec.COMPRESSED):
                         if limit is not None and summary.sets >= limit:
                             break

@@ -143,8 +143,8 @@ class SurroundDepthService:
         else:
             self._camera_info[i] = (K, w, h)
 
-    def on_image(self, i: int, stamp: float, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
-        """Offer camera i's image (header stamp [s], arrival time `now` [s]); returns the sets it completes."""
+    def on_image(self, i: int, stamp_ns: int, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
+        """Offer camera i's image (header stamp [ns], exact; arrival time `now` [s]); returns the sets it completes."""
         self.health.start(now)
         self.health.image_received(self.rig.names[i], now)
         if not compressed:
@@ -153,7 +153,7 @@ class SurroundDepthService:
             except MessageError as exc:
                 self.drop(i, "bad_image", str(exc))
                 return []
-        return self.sync.add(i, stamp, msg, now)
+        return self.sync.add_ns(i, stamp_ns, msg, now)
 
     def poll(self, now: float) -> list[SyncedSet]:
         """Sets that time alone completes (allow_partial after camera_timeout)."""

@@ -17,8 +17,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-# Tolerance [s] on "within slop": stamps built from sec + nanosec are inexact as floats.
-EPS_S = 1e-9
+NS = 1_000_000_000  # stamps are kept as integer nanoseconds (sec, nanosec): exact at any epoch, no tolerance
 # One input's jump back is taken for the rig's after this many frames in a row (a lone straggler is not).
 JUMP_PERSISTENCE = 3
 
@@ -29,6 +28,8 @@ class SyncedSet:
     stamp: float                  # reference stamp [s]: the latest stamp among its members
     messages: list[Any | None]    # one per input, in input order; None for a camera left out
     stamps: list[float | None]    # member stamps [s], None where missing
+    stamp_ns: int = 0             # the reference stamp as integer nanoseconds (exact)
+    stamps_ns: list[int | None] | None = None  # member stamps [ns]
 
     @property
     def partial(self) -> bool:
@@ -105,20 +106,22 @@ class SurroundSynchronizer:
         if not camera_timeout > 0:
             raise ValueError(f"camera_timeout must be > 0 s, got {camera_timeout}")
         self.slop = float(slop)                    # [s]
+        self._slop = int(round(self.slop * NS))    # [ns]: "within slop" is decided on integers, exactly
         self.queue_size = int(queue_size)
         self.camera_timeout = float(camera_timeout)  # [s] on the arrival clock
         self.allow_partial = bool(allow_partial)
         # A stamp this far [s] behind its reference is a restart (bag loop), not a late message.
         self.jump_threshold = max(1.0, 10.0 * self.slop)
+        self._jump = int(round(self.jump_threshold * NS))  # [ns]
         self.stats = SyncStats()
         n = len(self.names)
         self._received, self._dropped, self._used = [0] * n, [0] * n, [0] * n
-        self._last_stamp: list[float | None] = [None] * n
+        self._last_stamp: list[int | None] = [None] * n      # [ns]
         self._last_arrival: list[float | None] = [None] * n
         self._flow_start: float | None = None      # arrival of the first message ever [s]
-        self._stamps: list[list[float]] = [[] for _ in range(n)]
+        self._stamps: list[list[int]] = [[] for _ in range(n)]  # queued stamps per input [ns], sorted
         self._msgs: list[list[Any]] = [[] for _ in range(n)]
-        self._held: list[list[tuple[float, Any, float]]] = [[] for _ in range(n)]  # (stamp, msg, arrival) jumped back
+        self._held: list[list[tuple[int, Any, float]]] = [[] for _ in range(n)]  # (stamp [ns], msg, arrival) jumped back
         self._clear()
 
     # -- public API -------------------------------------------------------------------------
@@ -126,13 +129,20 @@ class SurroundSynchronizer:
         """Offer one message (stamp = header stamp [s]; now = arrival time [s], monotonic).
 
         Returns the sets completed by it, oldest first (usually 0 or 1; more when a camera has
-        just gone silent with allow_partial and the others' backlog forms partial sets).
+        just gone silent with allow_partial and the others' backlog forms partial sets). A header's
+        (sec, nanosec) is best given exactly with `add_ns`: float seconds resolve only ~0.2 us at
+        Unix-epoch magnitudes.
         """
-        if not 0 <= index < len(self.names):
-            raise IndexError(f"input index {index} out of range for {len(self.names)} inputs")
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
+        return self.add_ns(index, int(round(stamp * NS)), msg, now)
+
+    def add_ns(self, index: int, stamp: int, msg: Any, now: float) -> list[SyncedSet]:
+        """As `add`, with the header stamp as integer nanoseconds (sec * 10^9 + nanosec)."""
+        if not 0 <= index < len(self.names):
+            raise IndexError(f"input index {index} out of range for {len(self.names)} inputs")
+        stamp = int(stamp)
         self._received[index] += 1
         self._last_stamp[index], self._last_arrival[index] = stamp, now
         if self._flow_start is None:
@@ -144,18 +154,19 @@ class SurroundSynchronizer:
         # only when another input jumps back alike or this one keeps to the new epoch; else it is
         # dropped as stale when its input goes on in the old epoch. Held frames rejoin a confirmed jump.
         ref = self._newest[index] if self._newest[index] is not None else self._last_set_stamp
-        if ref is not None and stamp < ref - self.jump_threshold:
+        if ref is not None and stamp < ref - self._jump:
             if len(self.names) > 1 and not self._confirms_jump(index, stamp):
                 self._held[index].append((stamp, msg, now))
                 return []
-            held = sorted((t, c, st, m) for c, hs in enumerate(self._held) for st, m, t in hs)
+            held = sorted(((t, c, st, m) for c, hs in enumerate(self._held) for st, m, t in hs),
+                          key=lambda h: h[:3])
             self._held = [[] for _ in self.names]
             old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
             self._clear()
             self.stats.resets += 1
             # Messages of the old epoch still in flight on other inputs are stragglers, not a
             # forward jump: drop them for camera_timeout [s] of arrival time.
-            self._guard = (now + self.camera_timeout, old_end - self.jump_threshold)
+            self._guard = (now + self.camera_timeout, old_end - self._jump)
             out = []
             for t, c, st, m in held:
                 out += self._accept(c, st, m, t)
@@ -168,7 +179,7 @@ class SurroundSynchronizer:
     def _confirms_jump(self, index: int, stamp: float) -> bool:
         """A held jump back is the rig's when another input holds one into the same epoch (within the jump
         threshold of this stamp), or this input has jumped back JUMP_PERSISTENCE times in a row."""
-        others = any(abs(st - stamp) <= self.jump_threshold for c, hs in enumerate(self._held) if c != index
+        others = any(abs(st - stamp) <= self._jump for c, hs in enumerate(self._held) if c != index
                      for st, _, _ in hs)
         return others or len(self._held[index]) + 1 >= JUMP_PERSISTENCE
 
@@ -201,7 +212,8 @@ class SurroundSynchronizer:
     def states(self, now: float) -> list[CameraState]:
         """Per-input diagnostics at arrival time `now` [s]."""
         return [CameraState(
-            name=name, last_stamp=self._last_stamp[c], last_arrival=self._last_arrival[c],
+            name=name, last_stamp=None if self._last_stamp[c] is None else self._last_stamp[c] / NS,
+            last_arrival=self._last_arrival[c],
             age=None if self._last_arrival[c] is None else now - self._last_arrival[c],
             silent=self._silent(c, now), received=self._received[c], dropped=self._dropped[c],
             queued=len(self._stamps[c]) + len(self._held[c]), used=self._used[c]) for c, name in enumerate(self.names)]
@@ -225,8 +237,8 @@ class SurroundSynchronizer:
             q.clear()
             self._msgs[c].clear()
         n = len(self.names)
-        self._newest: list[float | None] = [None] * n     # newest accepted stamp per input [s]
-        self._watermark: list[float | None] = [None] * n  # newest stamp consumed per input [s]
+        self._newest: list[int | None] = [None] * n     # newest accepted stamp per input [ns]
+        self._watermark: list[int | None] = [None] * n  # newest stamp consumed per input [ns]
         self._last_set_stamp: float | None = None
         self._required: tuple[int, ...] | None = None     # inputs required at the last search
         self._guard: tuple[float, float] | None = None    # (until arrival, min straggler stamp) [s]
@@ -243,7 +255,7 @@ class SurroundSynchronizer:
                 self._guard = None
             elif stamp >= self._guard[1]:
                 return "stale"
-        if self._last_set_stamp is not None and stamp <= self._last_set_stamp - self.slop:
+        if self._last_set_stamp is not None and stamp <= self._last_set_stamp - self._slop:
             return "stale"                          # future sets have all stamps > last - slop
         wm = self._watermark[index]
         if wm is not None and stamp <= wm:          # not older than what this input already gave
@@ -270,7 +282,7 @@ class SurroundSynchronizer:
             while (s := self._search(required, -math.inf, math.inf)) is not None:
                 out.append(s)
         elif new is not None:                       # only sets containing the new stamp
-            s = self._search(required, new - self.slop - EPS_S, new + self.slop + EPS_S)
+            s = self._search(required, new - self._slop, new + self._slop)
             if s is not None:
                 out.append(s)
         return out
@@ -288,7 +300,7 @@ class SurroundSynchronizer:
             items.extend((s, c) for s in q[i:j])
         items.sort()
         counts = [0] * len(self.names)
-        covered, left, width = 0, 0, self.slop + EPS_S
+        covered, left, width = 0, 0, self._slop
         for s, c in items:                          # window (s - slop, s]: right end = candidate p
             if counts[c] == 0:
                 covered += 1
@@ -306,7 +318,7 @@ class SurroundSynchronizer:
     def _consume(self, required: tuple[int, ...], p: float) -> SyncedSet:
         n = len(self.names)
         messages: list[Any | None] = [None] * n
-        stamps: list[float | None] = [None] * n
+        stamps: list[int | None] = [None] * n
         req = set(required)
         for c in range(n):
             q, m = self._stamps[c], self._msgs[c]
@@ -322,7 +334,8 @@ class SurroundSynchronizer:
             self._watermark[c] = q[k - 1]
             del q[:k], m[:k]
         self._last_set_stamp = p
-        synced = SyncedSet(stamp=p, messages=messages, stamps=stamps)
+        synced = SyncedSet(stamp=p / NS, messages=messages, stamps=[None if t is None else t / NS for t in stamps],
+                           stamp_ns=p, stamps_ns=stamps)
         self.stats.sets_emitted += 1
         self.stats.partial_sets += synced.partial
         return synced

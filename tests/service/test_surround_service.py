@@ -47,7 +47,7 @@ def _image(depth_m=10.0, shape=(H, W)):
 def _offer_set(service, images, stamp=1.0):
     sets = []
     for i, msg in enumerate(images):
-        sets += service.on_image(i, stamp, msg, now=stamp, compressed=msg.image is None)
+        sets += service.on_image(i, round(stamp * 1e9), msg, now=stamp, compressed=msg.image is None)
     return sets
 
 

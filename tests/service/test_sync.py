@@ -415,6 +415,25 @@ def test_a_jump_back_of_one_camera_that_persists_is_the_rigs():
     assert sync.stats.resets == 1 and sync.states(CLOCK0 + 2.3)[0].queued == 3
 
 
+def test_a_spread_of_exactly_slop_groups_at_unix_epoch_stamps_every_time():
+    """Regression (issue 14, item 11): with float seconds and a 1 ns tolerance, a spread exactly equal to slop
+    was accepted at 1000 s but only 1 time in 400 at 1.7e9 s. Stamps are integer nanoseconds now."""
+    rng = random.Random(0)
+    slop_ns = 60_000_000
+    grouped = 0
+    for _ in range(400):
+        base = 1_700_000_000 * 10**9 + rng.randrange(10**9)  # sec * 1e9 + nanosec of a header
+        sync = SurroundSynchronizer(["a", "b"], slop=slop_ns * 1e-9)
+        sync.add_ns(0, base, "a", 0.0)
+        sets = sync.add_ns(1, base + slop_ns, "b", 0.0)
+        grouped += len(sets) == 1 and sets[0].stamps_ns == [base, base + slop_ns]
+        assert not SurroundSynchronizer(["a", "b"], slop=slop_ns * 1e-9).add_ns(0, base, "a", 0.0)
+        late = SurroundSynchronizer(["a", "b"], slop=slop_ns * 1e-9)
+        late.add_ns(0, base, "a", 0.0)
+        assert late.add_ns(1, base + slop_ns + 1, "b", 0.0) == [], "1 ns beyond slop is beyond"
+    assert grouped == 400
+
+
 # --- API edges ----------------------------------------------------------------------------------
 
 def test_single_input_and_reset_and_validation():
