@@ -153,8 +153,7 @@ class SurroundSynchronizer:
         # (a straggler: a frame buffered during a stall, or stamped 0): it is held, and becomes a jump
         # only when another input jumps back alike or this one keeps to the new epoch; else it is
         # dropped as stale when its input goes on in the old epoch. Held frames rejoin a confirmed jump.
-        ref = self._newest[index] if self._newest[index] is not None else self._last_set_stamp
-        if ref is not None and stamp < ref - self._jump:
+        if self._jumped_back(index, stamp):
             if len(self.names) > 1 and not self._confirms_jump(index, stamp):
                 self._held[index].append((stamp, msg, now))
                 return []
@@ -162,11 +161,14 @@ class SurroundSynchronizer:
                           key=lambda h: h[:3])
             self._held = [[] for _ in self.names]
             old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
+            new_start = min([stamp] + [st for _, _, st, _ in held])
             self._clear()
             self.stats.resets += 1
-            # Messages of the old epoch still in flight on other inputs are stragglers, not a
-            # forward jump: drop them for camera_timeout [s] of arrival time.
-            self._guard = (now + self.camera_timeout, old_end - self._jump)
+            # Messages of the old epoch still in flight on inputs that have not yet sent a frame of the new
+            # one are stragglers: for camera_timeout [s] of arrival time, such an input's frames nearer the old
+            # epoch's end than the new one's start are dropped; its first nearer the start begins its new epoch.
+            self._guard = (now + self.camera_timeout, (old_end + new_start) // 2)
+            self._started = [False] * len(self.names)
             out = []
             for t, c, st, m in held:
                 out += self._accept(c, st, m, t)
@@ -175,6 +177,14 @@ class SurroundSynchronizer:
             self._drop(index, "stale", len(self._held[index]))
             self._held[index] = []
         return self._accept(index, stamp, msg, now)
+
+    def _jumped_back(self, index: int, stamp: int) -> bool:
+        """Is this stamp [ns] far behind this input's newest (or the last set's) by more than jump_threshold: a
+        bag loop or a clock reset, or a straggler (see add)? A shorter step back cannot be told from a late
+        frame by its stamp: it is taken as stale (so a bag loop under jump_threshold is not replayed)."""
+        newest = self._newest[index]
+        ref = newest if newest is not None else self._last_set_stamp
+        return ref is not None and stamp < ref - self._jump
 
     def _confirms_jump(self, index: int, stamp: float) -> bool:
         """A held jump back is the rig's when another input holds one into the same epoch (within the jump
@@ -190,6 +200,7 @@ class SurroundSynchronizer:
             self._drop(index, reason, 1)
             return self._emit(now, None)
 
+        self._started[index] = True  # (after a jump: this input has begun the new epoch)
         q, m = self._stamps[index], self._msgs[index]
         i = bisect_right(q, stamp)
         q.insert(i, stamp)
@@ -241,7 +252,8 @@ class SurroundSynchronizer:
         self._watermark: list[int | None] = [None] * n  # newest stamp consumed per input [ns]
         self._last_set_stamp: float | None = None
         self._required: tuple[int, ...] | None = None     # inputs required at the last search
-        self._guard: tuple[float, float] | None = None    # (until arrival, min straggler stamp) [s]
+        self._guard: tuple[float, int] | None = None      # (until arrival [s], min straggler stamp [ns])
+        self._started = [True] * n                         # per input: has sent a frame of this epoch
 
     def _drop(self, index: int, reason: str, count: int) -> None:
         if count:
@@ -253,7 +265,7 @@ class SurroundSynchronizer:
         if self._guard is not None:
             if now > self._guard[0]:
                 self._guard = None
-            elif stamp >= self._guard[1]:
+            elif not self._started[index] and stamp >= self._guard[1]:
                 return "stale"
         if self._last_set_stamp is not None and stamp <= self._last_set_stamp - self._slop:
             return "stale"                          # future sets have all stamps > last - slop

@@ -365,6 +365,21 @@ def test_bag_loop_with_a_straggler_from_the_old_epoch():
     assert sync.stats.dropped_messages == 0
 
 
+@pytest.mark.parametrize("loop_sets", [12, 14, 16, 18, 25])
+def test_every_pass_of_a_bag_loop_of_more_than_a_second_resumes_fully(loop_sets):
+    """Regression (issue 14, item 10, loops of 1.2-2.5 s): at 1.4-1.8 s the sweeps of every later pass within a
+    second of the loop were dropped as stragglers of the old epoch (all cameras, every pass)."""
+    sync = SurroundSynchronizer(NAMES, slop=0.06)
+    out = []
+    for p in range(3):
+        out += feed(sync, sweeps(loop_sets, NUSC, latency=(0.01, 0.03), seed=p,
+                                 clock0=CLOCK0 + p * loop_sets * PERIOD))
+    sets = [s for *_, s in out]
+    check(sync, out, epochs=[sets[k * loop_sets:(k + 1) * loop_sets] for k in range(3)])
+    assert [sweep_of(s) for s in sets] == list(range(loop_sets)) * 3
+    assert sync.stats.resets == 2 and sync.stats.dropped_messages == 0
+
+
 def test_loop_is_detected_even_before_any_set():
     """A dead camera blocks all sets; a loop must still flush the old epoch from the queues, or the
     old (larger) stamps would stay queued while the new ones are dropped as the oldest."""
