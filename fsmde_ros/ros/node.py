@@ -16,6 +16,7 @@ import rclpy
 import rclpy.executors
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -66,8 +67,11 @@ class SurroundDepthNode(Node):
         self._running = True
         self._worker = threading.Thread(target=self._work, name="surround_depth_worker", daemon=True)
         self._worker.start()
-        self.create_timer(1.0 / SYNC_POLL_HZ, self._poll_sync)
-        self.create_timer(1.0, self._publish_diagnostics)
+        # on the steady clock, not the node's: under use_sim_time, /clock stops with the bag, and /diagnostics
+        # and the camera timeouts (arrival time, time.monotonic) must go on
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(1.0 / SYNC_POLL_HZ, self._poll_sync, clock=steady)
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
         if self.p["publish_rig_tf"]:
             self._publish_rig_tf()
 

@@ -341,6 +341,52 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
             assert np.isnan(d[~valid]).all()
 
 
+def test_under_sim_time_the_nodes_latency_is_measured_on_the_bags_clock(oracle_bag):
+    """Issue 14, item 6: replayed on the wall clock, a bag's stamps (here 2023) make the node's latency read
+    years; with `fsmde play --clock` and use_sim_time the node measures it against /clock."""
+    rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
+    import rclpy.executors
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    bag, model = oracle_bag
+    domain = next_domain()
+    env = ros_env(domain)
+    node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "use_sim_time": "true",
+                       "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH}, env)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    rec = rclpy.create_node("latency_recorder", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(rec)
+    latencies = []
+
+    def on_diagnostics(msg):
+        for st in msg.status:
+            values = {kv.key: kv.value for kv in st.values}
+            if st.name.endswith("pipeline") and values.get("latency mean [ms]", "n/a") != "n/a":
+                latencies.append(float(values["latency mean [ms]"]))
+
+    rec.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    try:
+        end = time.monotonic() + 40
+        while time.monotonic() < end and not rec.count_publishers("/diagnostics") and node.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        play = subprocess.Popen([sys.executable, "-m", "fsmde_ros", "play", str(bag), "--clock", "--rate", "0.5",
+                                 "--wait-for-subscribers", "1", "--wait-timeout", "20"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and (play.poll() is None or not latencies):
+            executor.spin_once(timeout_sec=0.1)
+        assert play.wait(timeout=10) == 0, play.stdout.read()
+    finally:
+        stop_process(node)
+        executor.shutdown()
+        rec.destroy_node()
+        rclpy.shutdown(context=context)
+    assert latencies, "no latency in /diagnostics"
+    assert 0 <= latencies[-1] < 5_000, latencies  # on the wall clock it would read ~1e11 ms (years)
+
+
 def _as_in_a_terminal():
     """Ctrl-C as a terminal delivers it: a test run as a background job (`make test &` in a script) inherits
     SIGINT ignored, and Python then never turns SIGINT into KeyboardInterrupt in the child."""
