@@ -50,9 +50,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_student(path: str | Path, map_location: str | torch.device = "cpu") -> SurroundDepthStudent:
-    """Rebuild the student from a checkpoint written by save_student."""
-    data = read_checkpoint(path)
+def load_student(path: str | Path, map_location: str | torch.device = "cpu",
+                 data: dict[str, Any] | None = None) -> SurroundDepthStudent:
+    """Rebuild the student from a checkpoint written by save_student (`data`: its read_checkpoint, if read already)."""
+    data = read_checkpoint(path) if data is None else data
     try:
         config = StudentConfig.from_dict(data["config"])
     except (TypeError, ValueError) as exc:

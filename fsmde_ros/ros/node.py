@@ -22,7 +22,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from fsmde_ros.errors import FsmdeError
-from fsmde_ros.paths import resolve_model
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.codec import MessageBuilder
 from fsmde_ros.service.params import NODE_PARAMS, PARAMS_BY_NAME, closest_parameter
@@ -59,7 +58,7 @@ class SurroundDepthNode(Node):
         self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
         for reason in getattr(self.backend, "skipped", []):
             log.info(f"backend auto skipped {reason}")
-        log.info(f"backend {self.backend.name} ({self.backend.precision}), model {resolve_model(self.p['model'])}, "
+        log.info(f"backend {self.backend.name} ({self.backend.precision}), model {self.service.model}, "
                  f"input {self.backend.width}x{self.backend.height} x {self.backend.views} views")
         self.build = MessageBuilder.rclpy()
         self._sets: queue.Queue = queue.Queue(maxsize=1)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fsmde_ros.ros import codec
+
 OUTPUT_NAMESPACE = "/surround_depth"
 
 
@@ -107,18 +109,14 @@ class OutputRecorder:
 
     def decode(self, rec: Recorded):
         from rclpy.serialization import deserialize_message
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        cls = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CameraInfo": CameraInfo,
-               "sensor_msgs/msg/PointCloud2": PointCloud2}[rec.type_name]
-        return deserialize_message(rec.raw, cls)
+        return deserialize_message(rec.raw, codec.rclpy_class(rec.type_name))
 
     def write_bag(self, out_dir: str | Path) -> Path:
         """All recorded messages as an MCAP rosbag2 (bag time = header stamps)."""
         from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_typestore
 
-        typestore = get_typestore(Stores.ROS2_KILTED)
+        typestore = codec.typestore()
         out_dir = Path(out_dir)
         with Writer(out_dir, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
             connections = {}
@@ -131,10 +129,8 @@ class OutputRecorder:
 
 def depth_sets(recorder: OutputRecorder) -> dict[int, dict[str, np.ndarray]]:
     """{set stamp of the first camera's image: {camera name: depth [H,W]}} of the recorded depth."""
-    from fsmde_ros.ros.codec import image_to_depth
-
     sets: dict[int, dict[str, np.ndarray]] = {}
     for cam in recorder.rig.cameras:
         for rec in recorder.of(f"{OUTPUT_NAMESPACE}/{cam.name}/depth"):
-            sets.setdefault(rec.stamp_ns, {})[cam.name] = image_to_depth(recorder.decode(rec)).copy()
+            sets.setdefault(rec.stamp_ns, {})[cam.name] = codec.image_to_depth(recorder.decode(rec)).copy()
     return sets

@@ -22,8 +22,9 @@ class TorchBackend(DepthBackend):
     def __init__(self, checkpoint: str | Path, height: int | None = None, width: int | None = None,
                  device: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        trained = read_checkpoint(checkpoint).get("extra", {})
-        student = load_student(checkpoint).eval().to(self.device)
+        data = read_checkpoint(checkpoint)
+        trained = data.get("extra", {})
+        student = load_student(checkpoint, data=data).eval().to(self.device)
         self.module = StudentForExport(student).eval()
         height = height or trained.get("height") or DEFAULT_SIZE[0]
         width = width or trained.get("width") or DEFAULT_SIZE[1]

@@ -60,7 +60,6 @@ class NodeHealth:
         self.silent: list[str] = []
         self.consistency: dict[str, float] = {}
         self.sync_counters: dict[str, int] = {}  # the synchroniser's sets and drops (stale, overflow, ...)
-        self.failures = RateMeter()  # sets that failed (decode or inference), for the ERROR level
         self.started: float | None = None  # time of the first event [s]: cameras never heard from count from it
         self.heard = {n: False for n in self.camera_names}
         self._last_failure = -np.inf
@@ -74,7 +73,6 @@ class NodeHealth:
         """Count a set that could not be processed; while such sets keep coming the status is ERROR."""
         with self._lock:
             self.counters["failed_sets"] += 1
-            self.failures.tick(now)
             self._last_failure = now
 
     def never_heard(self, now: float) -> list[str]:

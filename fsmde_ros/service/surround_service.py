@@ -93,6 +93,7 @@ class SurroundDepthService:
                  clock: Callable[[], float] | None = None):
         """clock: the arrival clock [s] of the caller (the node's monotonic time); None: set stamps (offline)."""
         self.p, self.rig, self.backend, self.decoder = p, rig, backend, decoder
+        self.model: Path | None = None  # the model file, when built from_params
         self._clock = clock
         self._latency_epoch = 0
         self.warn, self.info = warn, info
@@ -113,11 +114,14 @@ class SurroundDepthService:
         """Validate `params` (the node's), load the rig (`rig` overrides p['rig']), resolve and start the model."""
         p = validate_params(params)
         rig = rig if isinstance(rig, CameraRig) else load_rig(rig or p["rig"])
-        backend = start_backend(p, resolve_model(p["model"], model_option))
+        model = resolve_model(p["model"], model_option)
+        backend = start_backend(p, model)
         if backend.views != len(rig):
             raise ConfigError(f"the model takes {backend.views} views but rig {rig.name!r} has {len(rig)} cameras; "
                               "export the student for this rig or pass the rig it was exported for")
-        return cls(p, rig, backend, decoder, **kwargs)
+        service = cls(p, rig, backend, decoder, **kwargs)
+        service.model = model
+        return service
 
     # -- events ---------------------------------------------------------------------------------
     def drop(self, i: int, kind: str, detail: str) -> None:
