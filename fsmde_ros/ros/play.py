@@ -24,7 +24,6 @@ from fsmde_ros.ros.bag import STAMP_OFFSET_KEY, BagError, bag_custom_data, open_
 SENSOR_TYPES = {codec.IMAGE, codec.COMPRESSED, codec.CAMERA_INFO, codec.POINTCLOUD2, "sensor_msgs/msg/Imu",
                 "sensor_msgs/msg/LaserScan"}
 IMAGE_TYPES = {codec.IMAGE, codec.COMPRESSED}
-LOOP_JUMP_S = 1.0  # sync.SurroundSynchronizer restarts its epoch on jumps back of >= max(1 s, 10 slop)
 CLOCK_PERIOD_S = 0.025  # /clock at 40 Hz while waiting between messages (ros2 bag play's default)
 
 
@@ -120,9 +119,6 @@ def play_bag(bag: str | Path, rate: float = 1.0, loop: bool = False, start_offse
         if start_ns > reader.end_time:
             raise ConfigError(f"--start-offset {start_offset:g} s is past the end of the bag "
                              f"({reader.duration * 1e-9:.3f} s long)")
-        if loop and reader.end_time - start_ns < LOOP_JUMP_S * 1e9:
-            log(f"[play] warning: looping less than {LOOP_JUMP_S:g} s of bag: the node's synchroniser takes a "
-                "jump back that small for late messages, not a loop, and drops the repeats")
         return _play_rclpy(reader, conns, rate, loop, start_ns, clock, wait_for_subscribers, wait_timeout,
                            reliability, log)
     finally:

@@ -78,6 +78,31 @@ class SyncStats:
                 + self.dropped_reset)
 
 
+def earliest_set_end(queues: Sequence[Sequence[int]], required: Sequence[int], slop: int) -> int | None:
+    """Smallest p such that every required queue holds a stamp in [p - slop, p] (stamps and slop in ns), or None.
+
+    A sliding window over the merged, sorted stamps: O(K log K) for K stamps in the required queues."""
+    required = list(required)
+    if not required or any(not queues[c] for c in required):
+        return None
+    items = sorted((s, k) for k, c in enumerate(required) for s in queues[c])
+    counts = [0] * len(required)
+    covered, left = 0, 0
+    for s, k in items:                              # window [s - slop, s]: right end = candidate p
+        if counts[k] == 0:
+            covered += 1
+        counts[k] += 1
+        while s - items[left][0] > slop:
+            lk = items[left][1]
+            counts[lk] -= 1
+            if counts[lk] == 0:
+                covered -= 1
+            left += 1
+        if covered == len(required):
+            return s
+    return None
+
+
 class SurroundSynchronizer:
     """Approximate-time synchroniser for N inputs with bounded queues and dead-camera handling.
 
@@ -121,7 +146,9 @@ class SurroundSynchronizer:
         self._flow_start: float | None = None      # arrival of the first message ever [s]
         self._stamps: list[list[int]] = [[] for _ in range(n)]  # queued stamps per input [ns], sorted
         self._msgs: list[list[Any]] = [[] for _ in range(n)]
-        self._held: list[list[tuple[int, Any, float]]] = [[] for _ in range(n)]  # (stamp [ns], msg, arrival) jumped back
+        # Frames that stepped back, held until told a straggler or the rig's jump: (stamp [ns], msg, arrival [s],
+        # reason it would be dropped for, far: behind by more than jump_threshold)
+        self._held: list[list[tuple[int, Any, float, str, bool]]] = [[] for _ in range(n)]
         self._clear()
 
     # -- public API -------------------------------------------------------------------------
@@ -148,50 +175,94 @@ class SurroundSynchronizer:
         if self._flow_start is None:
             self._flow_start = now
 
-        # Backwards time jump: measured against this input's newest stamp in the epoch, or the last
-        # emitted set's stamp when the input has none yet. One such frame is not yet a jump of the rig
-        # (a straggler: a frame buffered during a stall, or stamped 0): it is held, and becomes a jump
-        # only when another input jumps back alike or this one keeps to the new epoch; else it is
-        # dropped as stale when its input goes on in the old epoch. Held frames rejoin a confirmed jump.
+        # Backwards time jump, measured against this input's newest stamp in the epoch (or the last emitted set's
+        # when the input has none yet). A frame far behind (> jump_threshold) is held and becomes the rig's jump
+        # when another input jumps back alike or this one keeps to the new epoch; a shorter step back that would be
+        # dropped is held too and becomes a loop once the held frames replay a whole set and frames of the next. A held frame whose
+        # input goes on in the old epoch was a straggler (a frame buffered during a stall, or stamped 0): dropped
+        # for its reason. Held frames rejoin a confirmed jump.
         if self._jumped_back(index, stamp):
             if len(self.names) > 1 and not self._confirms_jump(index, stamp):
-                self._held[index].append((stamp, msg, now))
+                self._hold(index, stamp, msg, now, "stale", far=True)
                 return []
-            held = sorted(((t, c, st, m) for c, hs in enumerate(self._held) for st, m, t in hs),
-                          key=lambda h: h[:3])
-            self._held = [[] for _ in self.names]
-            old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
-            new_start = min([stamp] + [st for _, _, st, _ in held])
-            self._clear()
-            self.stats.resets += 1
-            # Messages of the old epoch still in flight on inputs that have not yet sent a frame of the new
-            # one are stragglers: for camera_timeout [s] of arrival time, such an input's frames nearer the old
-            # epoch's end than the new one's start are dropped; its first nearer the start begins its new epoch.
-            self._guard = (now + self.camera_timeout, (old_end + new_start) // 2)
-            self._started = [False] * len(self.names)
-            out = []
-            for t, c, st, m in held:
-                out += self._accept(c, st, m, t)
-            return out + self._accept(index, stamp, msg, now)
-        if self._held[index]:  # this input goes on in the old epoch: what it held were stragglers
-            self._drop(index, "stale", len(self._held[index]))
-            self._held[index] = []
+            return self._restart(index, stamp, msg, now)
+        reason = self._reject_reason(index, stamp, now)
+        if reason in ("stale", "duplicate") and self._steps_back(index, stamp):
+            self._hold(index, stamp, msg, now, reason, far=False)
+            if not self._replays_sets(now):
+                return []
+            return self._restart(None, 0, None, now)
+        self._release(index)
         return self._accept(index, stamp, msg, now)
+
+    def _hold(self, index: int, stamp: int, msg: Any, now: float, reason: str, far: bool) -> None:
+        """Drop a frame that stepped back (counted at once, for its reason) but keep it for a replay should the jump
+        be confirmed; frames held longer than camera_timeout (arrival) or beyond queue_size are forgotten."""
+        self._drop(index, reason, 1)
+        self._held = [[h for h in hs if now - h[2] <= self.camera_timeout] for hs in self._held]
+        hs = self._held[index]
+        hs.append((stamp, msg, now, reason, far))
+        del hs[:-self.queue_size]
+
+    def _release(self, index: int) -> None:
+        """This input goes on in the old epoch: what it held were stragglers (already counted as dropped)."""
+        self._held[index] = []
+
+    def _restart(self, index: int | None, stamp: int, msg: Any, now: float) -> list[SyncedSet]:
+        """Begin a new epoch at a confirmed jump back: flush the queues, replay the held frames (then this one)."""
+        held = sorted(((h[2], c, h[0], h[1]) for c, hs in enumerate(self._held) for h in hs), key=lambda h: h[:3])
+        for c, hs in enumerate(self._held):                   # replayed: no longer dropped
+            for h in hs:
+                self._drop(c, h[3], -1)
+        self._held = [[] for _ in self.names]
+        old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
+        new_start = min([stamp] * (index is not None) + [st for _, _, st, _ in held])
+        self._clear()
+        self.stats.resets += 1
+        # Messages of the old epoch still in flight on inputs that have not yet sent a frame of the new one are
+        # stragglers: for camera_timeout [s] of arrival time, such an input's frames nearer the old epoch's end
+        # than the new one's start are dropped; its first nearer the start begins its new epoch.
+        self._guard = (now + self.camera_timeout, (old_end + new_start) // 2)
+        self._started = [False] * len(self.names)
+        out = []
+        for t, c, st, m in held:
+            out += self._accept(c, st, m, t)
+        return out if index is None else out + self._accept(index, stamp, msg, now)
 
     def _jumped_back(self, index: int, stamp: int) -> bool:
         """Is this stamp [ns] far behind this input's newest (or the last set's) by more than jump_threshold: a
         bag loop or a clock reset, or a straggler (see add)? A shorter step back cannot be told from a late
-        frame by its stamp: it is taken as stale (so a bag loop under jump_threshold is not replayed)."""
+        frame by its stamp alone: see _steps_back and _replays_sets."""
         newest = self._newest[index]
         ref = newest if newest is not None else self._last_set_stamp
         return ref is not None and stamp < ref - self._jump
 
-    def _confirms_jump(self, index: int, stamp: float) -> bool:
+    def _confirms_jump(self, index: int, stamp: int) -> bool:
         """A held jump back is the rig's when another input holds one into the same epoch (within the jump
         threshold of this stamp), or this input has jumped back JUMP_PERSISTENCE times in a row."""
-        others = any(abs(st - stamp) <= self._jump for c, hs in enumerate(self._held) if c != index
-                     for st, _, _ in hs)
-        return others or len(self._held[index]) + 1 >= JUMP_PERSISTENCE
+        others = any(far and abs(st - stamp) <= self._jump for c, hs in enumerate(self._held) if c != index
+                     for st, _, _, _, far in hs)
+        return others or sum(h[4] for h in self._held[index]) + 1 >= JUMP_PERSISTENCE
+
+    def _steps_back(self, index: int, stamp: int) -> bool:
+        """Is this (droppable) stamp [ns] at or behind this input's newest (or the last set's): a candidate
+        for a bag loop shorter than jump_threshold, as opposed to a frame late within its own epoch?"""
+        newest = self._newest[index]
+        ref = newest if newest is not None else self._last_set_stamp
+        return ref is not None and stamp <= ref
+
+    def _replays_sets(self, now: float) -> bool:
+        """Do the held short steps back replay the rig's stream: one whole set of the inputs that are not silent,
+        then, on two of them (one of two inputs), a frame of a later set that arrived after its member of the set?
+        A late frame, or a whole set arriving after the next one, does not; neither do copies of older frames."""
+        required = [c for c in range(len(self.names)) if not self.allow_partial or not self._silent(c, now)]
+        held = [[h[0] for h in self._held[c] if not h[4]] for c in range(len(self.names))]  # stamps, arrival order
+        p = earliest_set_end([sorted(q) for q in held], required, self._slop)
+        if p is None:
+            return False
+        after = sum(bool(q) and q[-1] > p + self._slop and any(p - self._slop <= st <= p for st in q[:-1])
+                    for q in held)
+        return after >= max(1, min(2, len(required) - 1))
 
     def _accept(self, index: int, stamp: float, msg: Any, now: float) -> list[SyncedSet]:
         """Queue one message of the current epoch (or drop it, counted) and emit what it completes."""
@@ -227,7 +298,7 @@ class SurroundSynchronizer:
             last_arrival=self._last_arrival[c],
             age=None if self._last_arrival[c] is None else now - self._last_arrival[c],
             silent=self._silent(c, now), received=self._received[c], dropped=self._dropped[c],
-            queued=len(self._stamps[c]) + len(self._held[c]), used=self._used[c]) for c, name in enumerate(self.names)]
+            queued=len(self._stamps[c]), used=self._used[c]) for c, name in enumerate(self.names)]
 
     def silent(self, now: float) -> list[str]:
         """Names of the inputs that are silent at `now` [s]."""
@@ -236,8 +307,6 @@ class SurroundSynchronizer:
     def reset(self) -> None:
         """Forget queued messages and the stamp epoch (e.g. on /clock reset). Queued messages
         count as dropped; counters and arrival history are kept; `stats.resets` is not bumped."""
-        for c, held in enumerate(self._held):
-            self._drop(c, "reset", len(held))
         self._held = [[] for _ in self.names]
         self._clear()
 
@@ -256,7 +325,7 @@ class SurroundSynchronizer:
         self._started = [True] * n                         # per input: has sent a frame of this epoch
 
     def _drop(self, index: int, reason: str, count: int) -> None:
-        if count:
+        if count:                                           # (negative: a held frame replayed after all)
             self._dropped[index] += count
             key = "dropped_" + reason
             setattr(self.stats, key, getattr(self.stats, key) + count)
@@ -303,29 +372,15 @@ class SurroundSynchronizer:
         """Earliest set among the stamps in [lo, hi] [s]; consumes and returns it, or None."""
         if not required:
             return None
-        items: list[tuple[float, int]] = []
+        windows = []
         for c in required:
             q = self._stamps[c]
             i, j = bisect_left(q, lo), bisect_right(q, hi)
             if i == j:
                 return None                         # this input has nothing in range
-            items.extend((s, c) for s in q[i:j])
-        items.sort()
-        counts = [0] * len(self.names)
-        covered, left, width = 0, 0, self._slop
-        for s, c in items:                          # window (s - slop, s]: right end = candidate p
-            if counts[c] == 0:
-                covered += 1
-            counts[c] += 1
-            while s - items[left][0] > width:
-                lc = items[left][1]
-                counts[lc] -= 1
-                if counts[lc] == 0:
-                    covered -= 1
-                left += 1
-            if covered == len(required):
-                return self._consume(required, s)
-        return None
+            windows.append(q[i:j])
+        p = earliest_set_end(windows, range(len(required)), self._slop)
+        return None if p is None else self._consume(required, p)
 
     def _consume(self, required: tuple[int, ...], p: float) -> SyncedSet:
         n = len(self.names)

@@ -341,6 +341,61 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
             assert np.isnan(d[~valid]).all()
 
 
+def test_every_pass_of_a_looped_three_set_bag_is_published(oracle_bag, sequence):
+    """Regression (issue 14, item 10): a bag loop under 1 s (here 3 sets, 0.2 s) was never taken for a loop:
+    the node published the first pass only and dropped every repeat as stale."""
+    rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
+    import rclpy.executors
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    bag, model = oracle_bag
+    rig = sequence.rig
+    domain = next_domain()
+    env = ros_env(domain)
+    node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_std": "false",
+                       "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_cloud": "false"}, env)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    rec = rclpy.create_node("loop_recorder", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(rec)
+    depth = {n: [] for n in rig.names}
+    for n in rig.names:
+        rec.create_subscription(Image, f"/surround_depth/{n}/depth", depth[n].append,
+                                QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+    def spin(seconds, until=lambda: False):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not until():
+            executor.spin_once(timeout_sec=0.05)
+
+    passes = 4
+    try:
+        spin(40, until=lambda: all(rec.count_publishers(f"/surround_depth/{n}/depth") for n in rig.names)
+             or node.poll() is not None)
+        assert node.poll() is None, node.stdout.read()
+        play = subprocess.Popen([sys.executable, "-m", "fsmde_ros", "play", str(bag), "--rate", "0.5", "--loop",
+                                 "--wait-for-subscribers", "1", "--wait-timeout", "20"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                                preexec_fn=_as_in_a_terminal)
+        spin(60, until=lambda: all(len(depth[n]) >= passes * FRAMES for n in rig.names) or play.poll() is not None)
+        play.send_signal(signal.SIGINT)
+        log = play.communicate(timeout=20)[0]
+        assert node.poll() is None, node.stdout.read()
+    finally:
+        if play.poll() is None:
+            play.kill()
+        stop_process(node)
+        executor.shutdown()
+        rec.destroy_node()
+        rclpy.shutdown(context=context)
+    for n in rig.names:
+        stamps = [codec.header_ns(m.header) for m in depth[n]]
+        assert len(stamps) >= passes * FRAMES, f"{n}: {len(stamps)} depth images in {passes} passes\n{log}"
+        assert len(set(stamps)) == FRAMES and all(stamps.count(s) >= passes for s in set(stamps)), stamps
+
+
 def test_under_sim_time_the_nodes_latency_is_measured_on_the_bags_clock(oracle_bag):
     """Issue 14, item 6: replayed on the wall clock, a bag's stamps (here 2023) make the node's latency read
     years; with `fsmde play --clock` and use_sim_time the node measures it against /clock."""
