@@ -109,6 +109,18 @@ class CloudFuser:
         on the first frame."""
         self._rays_base(np.asarray(K, dtype=np.float64), h, w)
 
+    def claim_masks(self) -> np.ndarray:
+        """[N,N,h',w'] bool for the prepared intrinsics: camera j may take camera i's strided pixel [i, j] from it
+        (nearest_axis handover; all False for overlap 'all'). The deployment graph takes it as an input."""
+        if self._rays is None:
+            raise RuntimeError("call prepare(K, h, w) first")
+        n, hs, ws = self._rays.shape[:3]
+        claim = np.zeros((n, n, hs, ws), bool)
+        for i, rivals in enumerate(self._rivals or []):
+            for j, mask in rivals:
+                claim[i, j] = mask
+        return claim
+
     def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
                  max_depth: float = 80.0, depth_std: np.ndarray | None = None,
                  max_std_ratio: float | None = None) -> SurroundCloud:

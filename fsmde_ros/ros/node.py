@@ -158,7 +158,9 @@ class SurroundDepthNode(Node):
                 synced = self._sets.get(timeout=0.2)
             except queue.Empty:
                 continue
-            try:
+            try:  # the cloud is compacted only for a listener
+                self.service.pipeline.make_cloud = (self.pub_points is not None
+                                                    and self.pub_points.get_subscription_count() > 0)
                 output = self.service.run(synced)
                 if output is not None:
                     self._publish(output)
@@ -168,6 +170,7 @@ class SurroundDepthNode(Node):
                                         throttle_duration_sec=5.0)
 
     def _publish(self, output) -> None:
+        """Serialise and publish only what someone listens to (counted per kind in /diagnostics)."""
         start = time.perf_counter()
         result, w, h = output.result, self.backend.width, self.backend.height
         headers = [m.header if m is not None else None for m in output.messages]
@@ -175,16 +178,22 @@ class SurroundDepthNode(Node):
             if header is None:
                 continue
             if i in self.pub_depth:
-                self.pub_depth[i].publish(self.build.depth_image(result.depth[i], header))
-                self.pub_info[i].publish(self.build.camera_info(result.K[i], w, h, header))
+                self._send(self.pub_depth[i], "depth", lambda: self.build.depth_image(result.depth[i], header))
+                self._send(self.pub_info[i], "camera_info", lambda: self.build.camera_info(result.K[i], w, h, header))
             if i in self.pub_std:
-                self.pub_std[i].publish(self.build.depth_image(result.depth_std[i], header))
+                self._send(self.pub_std[i], "depth_std", lambda: self.build.depth_image(result.depth_std[i], header))
         if self.pub_points is not None and result.cloud is not None:
             latest = max(codec.header_ns(hdr) for hdr in headers if hdr is not None)
-            self.pub_points.publish(self.build.surround_cloud(result.cloud, self.build.header(latest, self.rig.base_frame)))
+            self._send(self.pub_points, "points",
+                       lambda: self.build.surround_cloud(result.cloud, self.build.header(latest, self.rig.base_frame)))
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         self.service.published(output, time.monotonic(), (now_ros - output.stamp) * 1e3,
                                (time.perf_counter() - start) * 1e3)
+
+    def _send(self, publisher, kind: str, build) -> None:
+        if publisher.get_subscription_count() > 0:
+            publisher.publish(build())
+            self.health.count(f"published {kind}")
 
     def _publish_diagnostics(self) -> None:
         statuses = self.service.report(time.monotonic())

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import abc
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+GraphRunner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # feeds by name -> outputs by name
 
 
 class DepthBackend(abc.ABC):
@@ -17,6 +21,8 @@ class DepthBackend(abc.ABC):
     precision: str = "fp32"
     #: why faster backends were passed over when this one was picked by `auto`
     skipped: list[str] = []
+    #: the exported student this backend runs (None for a checkpoint): what a deployment graph is composed from
+    model_path: Path | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -45,6 +51,11 @@ class DepthBackend(abc.ABC):
         """Depth and its std for one surround set, each float32 [V,H,W] metres."""
         images, focal = self.check_inputs(images, focal_px)
         return self._infer(images, focal)
+
+    def graph_runner(self, path: str | Path) -> GraphRunner | None:
+        """A runner for a composed deployment graph (runtime/deployment_graph.py) on this backend's device and
+        settings, or None where the backend cannot run one (then the host resizes and fuses the cloud)."""
+        return None
 
     @abc.abstractmethod
     def _infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmde_ros.model.contract import OUTPUT_NAMES, read_model_info
-from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.runtime.base import DepthBackend, GraphRunner
 
 log = logging.getLogger(__name__)
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -36,10 +36,19 @@ class OnnxRuntimeBackend(DepthBackend):
         provider_opts = []
         for p in wanted:
             provider_opts.append({"trt_fp16_enable": precision == "fp16"} if p == "TensorrtExecutionProvider" else {})
-        self.session = ort.InferenceSession(str(self.model_path), opts, providers=wanted, provider_options=provider_opts)
+        self._session_args = dict(sess_options=opts, providers=wanted, provider_options=provider_opts)
+        self.session = ort.InferenceSession(str(self.model_path), **self._session_args)
         active = self.session.get_providers()[0]
         self.precision = precision if active == "TensorrtExecutionProvider" else "fp32"
         self.name = f"onnxruntime:{active}"
+
+    def graph_runner(self, path: str | Path) -> GraphRunner:
+        """A session for the composed deployment graph with this backend's providers and threads."""
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), **self._session_args)
+        names = [o.name for o in session.get_outputs()]
+        return lambda feeds: dict(zip(names, session.run(names, feeds)))
 
     def _infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth, std = self.session.run(list(OUTPUT_NAMES), {"images": images, "focal_px": focal_px})

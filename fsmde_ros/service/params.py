@@ -69,8 +69,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "inference backend; auto tries tensorrt, then onnxruntime with TensorRT/CUDA, "
               "then the CPU, and logs why each was skipped", choices=BACKENDS),
     ParamSpec("precision", "fp16", "TensorRT engine precision", choices=PRECISIONS),
-    ParamSpec("engine_cache_dir", ENGINE_CACHE_DIR, "TensorRT engine cache; engines are keyed by "
-              "ONNX hash, GPU, TensorRT version and precision and built only when missing or stale"),
+    ParamSpec("engine_cache_dir", ENGINE_CACHE_DIR, "cache of TensorRT engines (keyed by ONNX hash, GPU, "
+              "TensorRT version and precision; built only when missing or stale) and of the deployment graphs "
+              "composed per input size"),
     ParamSpec("compressed", False, "subscribe to sensor_msgs/CompressedImage on <image_topic>/compressed"),
     ParamSpec("slop", 0.06, "[s] largest stamp spread within one surround set (nuScenes cameras fire up to "
               "~50 ms apart; DDAD's are hardware-synchronised)", min=0.0, max=1.0),
@@ -87,6 +88,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("cloud_overlap", "nearest_axis", "where two cameras see the same point, nearest_axis keeps it only "
               "from the camera that sees it closer to its optical axis (no doubled surfaces at the seams); all keeps both",
               choices=OVERLAP_CHOICES),
+    ParamSpec("deployment_graph", "auto", "run resize, student, depth masking and the cloud as one graph composed for "
+              "the cameras' own size (cached in engine_cache_dir): auto = on a GPU backend; on; off = resize and fuse "
+              "on the host (faster than the graph on a 2-core CPU at 1936x1216)", choices=("auto", "on", "off")),
     ParamSpec("max_depth_std_ratio", 0.0, "drop cloud points whose depth_std / depth exceeds this "
               "(0 = keep all)", min=0.0, max=10.0),
     ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link"),
@@ -104,7 +108,7 @@ PARAMS_BY_NAME = {p.name: p for p in NODE_PARAMS}
 
 # The node's parameters that shape `fsmde process` (the rest are about live topics, QoS and TF).
 PROCESS_PARAMS = ("model", "backend", "precision", "engine_cache_dir", "threads", "slop", "queue_size",
-                  "camera_timeout", "allow_partial", "min_depth", "max_depth", "cloud_stride", "cloud_overlap",
+                  "camera_timeout", "allow_partial", "min_depth", "max_depth", "cloud_stride", "cloud_overlap", "deployment_graph",
                   "max_depth_std_ratio", "publish_depth", "publish_std", "publish_cloud")
 
 

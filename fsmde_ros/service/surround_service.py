@@ -74,6 +74,14 @@ def camera_info_problem(K: np.ndarray, width: int, height: int) -> str | None:
     return None
 
 
+def use_deployment_graph(choice: str, backend: DepthBackend) -> bool:
+    """The deployment_graph parameter for this backend: auto = on where the backend runs on a GPU (TensorRT, ONNX
+    Runtime with TensorRT or CUDA); on a CPU the host's cv2 resize is faster than the graph's (issue 15 figures)."""
+    if choice == "auto":
+        return not backend.name.endswith("CPUExecutionProvider") and not backend.name.startswith("torch")
+    return choice == "on"
+
+
 def start_backend(p: dict[str, Any], model: Path, **options) -> DepthBackend:
     """The backend the parameters ask for, or ConfigError saying why it cannot start."""
     try:
@@ -99,7 +107,10 @@ class SurroundDepthService:
         self.warn, self.info = warn, info
         self.pipeline = SurroundDepthPipeline(backend, rig, p["min_depth"], p["max_depth"], p["cloud_stride"],
                                               p["max_depth_std_ratio"], make_cloud=p["publish_cloud"],
-                                              cloud_overlap=p["cloud_overlap"])
+                                              cloud_overlap=p["cloud_overlap"],
+                                              composed=use_deployment_graph(p["deployment_graph"], backend),
+                                              graph_cache_dir=str(Path(p["engine_cache_dir"]).expanduser()),
+                                              info=info)
         self.sync = SurroundSynchronizer(rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
@@ -202,7 +213,7 @@ class SurroundDepthService:
             key = (self.rig.names[i], f"resize {w}x{h}")
             if key not in self._logged:
                 self._logged.add(key)
-                self.info(f"camera {key[0]}: images arrive at {w}x{h}, resizing to the model's "
+                self.info(f"camera {key[0]}: images arrive at {w}x{h}, resized to the model's "
                           f"{self.backend.width}x{self.backend.height} (logged once per size)")
         return SetOutput(result, messages, synced.stamp)
 

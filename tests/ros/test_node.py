@@ -45,7 +45,7 @@ def world():
 class Recorder:
     """Subscribes (in this test process) to everything the node publishes."""
 
-    def __init__(self, camera_names, domain_id):
+    def __init__(self, camera_names, domain_id, kinds=("depth", "depth_std", "camera_info", "points")):
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -56,10 +56,12 @@ class Recorder:
         self.info = {n: [] for n in camera_names}
         self.points, self.diagnostics = [], []
         for n in camera_names:
-            self.node.create_subscription(Image, f"/surround_depth/{n}/depth", self.depth[n].append, qos)
-            self.node.create_subscription(Image, f"/surround_depth/{n}/depth_std", self.std[n].append, qos)
-            self.node.create_subscription(CameraInfo, f"/surround_depth/{n}/camera_info", self.info[n].append, qos)
-        self.node.create_subscription(PointCloud2, "/surround_depth/points", self.points.append, qos)
+            for kind, msg_type, store in (("depth", Image, self.depth), ("depth_std", Image, self.std),
+                                          ("camera_info", CameraInfo, self.info)):
+                if kind in kinds:
+                    self.node.create_subscription(msg_type, f"/surround_depth/{n}/{kind}", store[n].append, qos)
+        if "points" in kinds:
+            self.node.create_subscription(PointCloud2, "/surround_depth/points", self.points.append, qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
@@ -76,7 +78,7 @@ class Recorder:
         rclpy.shutdown(context=self.context)
 
 
-def run_scenario(oracle, node_params, publisher_args, wait_s=4.0):
+def run_scenario(oracle, node_params, publisher_args, wait_s=4.0, kinds=("depth", "depth_std", "camera_info", "points")):
     """Start the node and the publisher in their own processes; record until the publisher ends."""
     domain = next_domain()
     env = ros_env(domain)
@@ -89,7 +91,7 @@ def run_scenario(oracle, node_params, publisher_args, wait_s=4.0):
     node = subprocess.Popen(cmd, env=env, stdout=node_log, stderr=subprocess.STDOUT, cwd=REPO)
     from fsmde_ros.geometry.rig import load_rig
 
-    rec = Recorder(load_rig(RIG).names, domain)
+    rec = Recorder(load_rig(RIG).names, domain, kinds)
     try:
         pub = subprocess.Popen([sys.executable, PUBLISHER, "--rig", RIG, "--height", str(H), "--width", str(W),
                                 "--wait-for", "1", *publisher_args], env=env, stdout=subprocess.PIPE,
@@ -167,6 +169,18 @@ def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_
     values = {kv.key: kv.value for kv in pipeline[-1].values}
     assert float(values["cross-view consistency median rel"]) < 0.05, values
     assert float(values["latency p99 [ms]"]) > 0 and int(values["sets_published"]) >= 10
+
+
+def test_only_topics_with_a_subscriber_are_serialised(oracle):
+    """Issue 15: depth_std, camera_info and the cloud were built and serialised for every set with nobody listening
+    (~1/3 of the node's publish time at 6x384x640). Listening to depth only, only depth is built."""
+    rec, log, alive = run_scenario(oracle, {}, ["--oracle", "--frames", "15"], kinds=("depth",))
+    assert alive, log
+    assert all(len(rec.depth[n]) >= 10 for n in rec.depth), {n: len(m) for n, m in rec.depth.items()}
+    pipeline = [s for a in rec.diagnostics for s in a.status if s.name == "surround_depth: pipeline"]
+    values = {kv.key: kv.value for kv in pipeline[-1].values}
+    assert int(values["published depth"]) >= 60, values
+    assert not {"published depth_std", "published camera_info", "published points"} & set(values), values
 
 
 def test_a_silent_camera_is_reported_and_allow_partial_keeps_the_others_flowing(oracle, world):

@@ -63,3 +63,23 @@ def test_a_rig_that_does_not_match_the_model_is_refused(tmp_path):
 def test_oracle_encoding_round_trips():
     d = np.array([[0.5, 123.456, np.inf]])
     np.testing.assert_allclose(decode_depth(encode_depth(d)), [[0.5, 123.456, 0.0]])
+
+
+def test_a_resolution_change_mid_stream_composes_one_graph_and_says_so_once(tmp_path):
+    """Through the deployment graph (deployment_graph:=on): cameras switching from 250x150 to 160x96 and back
+    compose one graph per size, logged once each; every set's depth is the oracle's, at the model size."""
+    model = write_oracle_model(tmp_path / "o.onnx", 6, H, W)
+    said = []
+    pipeline = SurroundDepthPipeline(create_backend("onnxruntime", model), load_rig("ddad"), cloud_stride=2,
+                                     composed=True, graph_cache_dir=str(tmp_path / "cache"), info=said.append)
+    for w, h in [(250, 150), (250, 150), (160, 96), (160, 96), (250, 150)]:
+        result = pipeline.run(list(encode_depth(np.full((6, h, w), 10.0))), [None] * 6)
+        assert result.depth.shape == (6, H, W) and result.resized_from == {i: (w, h) for i in range(6)}
+        np.testing.assert_allclose(result.depth, 10.0, atol=1e-3)
+        assert len(result.cloud) > 0 and result.timings_ms["infer_ms"] > 0
+    assert len(said) == 2 and "250x150: composed" in said[0] and "160x96: composed" in said[1], said
+    again = []  # a restart finds both graphs in the cache
+    SurroundDepthPipeline(create_backend("onnxruntime", model), load_rig("ddad"), cloud_stride=2, composed=True,
+                          graph_cache_dir=str(tmp_path / "cache"), info=again.append).run(
+        list(encode_depth(np.full((6, 150, 250), 10.0))), [None] * 6)
+    assert "250x150: loaded" in again[0]

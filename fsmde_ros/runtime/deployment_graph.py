@@ -1,0 +1,269 @@
+"""The deployment graph: the student's ONNX composed with the node's per-set work, for one input size.
+
+One graph takes the six camera images at the size they arrive (uint8 [V,H_in,W_in,3]) and returns
+what the node publishes: it resizes them (antialiased: an integer box average, then bilinear for the
+rest), runs the student, masks depth outside [min, max] to NaN (REP-118) and computes the fused
+cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
+handover) as fixed-size tensors with a validity mask. TensorRT runs it all on the GPU, ONNX Runtime
+in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes.
+
+What may change while the node runs is an input, never a constant (so never an engine rebuild):
+K at the model's resolution, the camera poses, the depth bounds, the std ratio, which cameras are
+present, and the handover masks (they follow from K). The input size, the stride and the overlap
+mode shape the graph: they are in the cache key, with the student's hash and GRAPH_VERSION.
+
+Inputs:  camera_images uint8 [V,H_in,W_in,3] RGB; K float32 [V,3,3] at h x w (the model's);
+         T_base_cam, T_cam_base float32 [V,4,4]; depth_range float32 [2] (min, max) [m];
+         max_std_ratio float32 [1] (<= 0: off); present bool [V]; claim bool [V,V,h',w'] (camera j
+         may take camera i's strided pixel; nearest_axis only), h' = ceil(h / stride).
+Outputs: depth, depth_std float32 [V,h,w] [m]; images uint8 [V,h,w,3] (the student's input);
+         cloud_xyz float32 [V,h',w',3] in base_link [m]; cloud_rgb uint8 [V,h',w',3];
+         cloud_valid bool [V,h',w']. Compacted in C order (camera, row, column), the points and
+         their order are CloudFuser's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
+from fsmde_ros.model.contract import read_model_info
+from fsmde_ros.paths import ENGINE_CACHE_DIR
+
+log = logging.getLogger(__name__)
+GRAPH_VERSION = 1  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_INPUTS = ("camera_images", "K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")
+GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
+STUDENT = "student/"  # prefix of the student's tensor names inside the composed graph
+
+
+@dataclasses.dataclass(frozen=True)
+class ResizePlan:
+    """How an image of in_w x in_h [px] becomes out_w x out_h: crop to a multiple of the box (kx, ky),
+    average each box, then bilinear (half-pixel centres) to the output. sx, sy: the exact scale of the
+    pixel-edge coordinates, for `scale_intrinsics` (the crop takes at most k-1 pixels off the right and
+    bottom edges, so the origin stays)."""
+
+    in_w: int
+    in_h: int
+    out_w: int
+    out_h: int
+    kx: int
+    ky: int
+
+    @property
+    def pooled(self) -> tuple[int, int]:
+        """(width, height) after the box average."""
+        return self.in_w // self.kx, self.in_h // self.ky
+
+    @property
+    def sx(self) -> float:
+        return self.out_w / (self.kx * (self.in_w // self.kx))
+
+    @property
+    def sy(self) -> float:
+        return self.out_h / (self.ky * (self.in_h // self.ky))
+
+
+def plan_resize(in_w: int, in_h: int, out_w: int, out_h: int) -> ResizePlan:
+    """The largest whole box per axis that keeps at least the output size (1: no box), so the bilinear step
+    that follows shrinks by less than 2x and does not alias."""
+    if min(in_w, in_h, out_w, out_h) <= 0:
+        raise ValueError(f"sizes must be positive, got {in_w}x{in_h} -> {out_w}x{out_h}")
+    return ResizePlan(in_w, in_h, out_w, out_h, max(1, in_w // out_w), max(1, in_h // out_h))
+
+
+def graph_path(student: str | Path, in_w: int, in_h: int, stride: int, overlap: str,
+               cache_dir: str | Path | None = None) -> Path:
+    """Where the composed graph for these constants lives in the cache (the key is in the name)."""
+    digest = hashlib.sha256(Path(student).read_bytes()).hexdigest()[:16]
+    directory = Path(cache_dir or ENGINE_CACHE_DIR).expanduser()
+    return directory / f"{Path(student).stem}-{digest}-deploy{in_w}x{in_h}-s{stride}-{overlap}-v{GRAPH_VERSION}.onnx"
+
+
+def deployment_graph(student: str | Path, in_w: int, in_h: int, stride: int = 4, overlap: str = "nearest_axis",
+                     cache_dir: str | Path | None = None) -> tuple[Path, bool]:
+    """The composed graph's file for this input size, composed and cached on first use: (path, composed now)."""
+    path = graph_path(student, in_w, in_h, stride, overlap, cache_dir)
+    if path.is_file():
+        try:
+            onnx.load(str(path), load_external_data=False)
+            return path, False
+        except Exception:  # noqa: BLE001 - a half-written or corrupt cache entry is composed again
+            log.warning("cached deployment graph %s is unreadable; composing it again", path)
+    model = compose_deployment_graph(onnx.load(str(student)), in_w, in_h, stride, overlap)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    return path, True
+
+
+class _Builder:
+    """Appends nodes with unique output names to one graph."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def const(self, value, dtype=np.float32) -> str:
+        self._n += 1
+        name = f"deploy/c{self._n}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
+        self._n += 1
+        name = out or f"deploy/t{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"deploy/n{self._n}", **attrs))
+        return name
+
+    def slice(self, x: str, starts, ends, axes, steps=None) -> str:
+        args = [x, self.const(starts, np.int64), self.const(ends, np.int64), self.const(axes, np.int64)]
+        if steps is not None:
+            args.append(self.const(steps, np.int64))
+        return self.op("Slice", *args)
+
+    def pick(self, x: str, axis: int, index: int) -> str:
+        """x[..., index, ...] along axis, keeping the axis (size 1)."""
+        return self.slice(x, [index], [index + 1], [axis])
+
+
+def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, stride: int = 4,
+                             overlap: str = "nearest_axis") -> onnx.ModelProto:
+    """The student (I/O as model/contract.py) composed with resize, masking and cloud (see the module doc)."""
+    if overlap not in OVERLAP_CHOICES:
+        raise ValueError(f"overlap must be one of {OVERLAP_CHOICES}, got {overlap!r}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    dims = [d.dim_value for d in student.graph.input[[i.name for i in student.graph.input].index("images")]
+            .type.tensor_type.shape.dim]
+    V, h, w = dims[0], dims[1], dims[2]
+    plan = plan_resize(in_w, in_h, w, h)
+    student = onnx.compose.add_prefix(student, STUDENT)
+    b = _Builder()
+
+    # -- resize: uint8 [V,H_in,W_in,3] -> uint8 [V,h,w,3] -------------------------------------------------
+    x = b.op("Transpose", "camera_images", perm=[0, 3, 1, 2])          # [V,3,H_in,W_in] (1 byte a channel)
+    pw, ph = plan.pooled
+    if (plan.kx, plan.ky) != (1, 1):
+        x = b.slice(x, [0, 0], [ph * plan.ky, pw * plan.kx], [2, 3])
+        x = b.op("Cast", x, to=TensorProto.FLOAT)
+        x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx], strides=[plan.ky, plan.kx])
+    else:
+        x = b.op("Cast", x, to=TensorProto.FLOAT)
+    if (pw, ph) != (w, h):
+        x = b.op("Resize", x, "", "", b.const([V, 3, h, w], np.int64), mode="linear",
+                 coordinate_transformation_mode="half_pixel")
+    x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
+    images = b.op("Transpose", b.op("Cast", x, to=TensorProto.UINT8), perm=[0, 2, 3, 1], out="images")
+    b.op("Identity", images, out=STUDENT + "images")
+    fx = b.op("Reshape", b.slice("K", [0, 0], [1, 1], [1, 2]), b.const([V], np.int64))
+    b.op("Identity", fx, out=STUDENT + "focal_px")
+    pre = len(b.nodes)  # the nodes before the student's; the rest come after it
+
+    # -- depth: NaN outside [min, max] and for absent cameras ----------------------------------------------
+    dmin, dmax = b.pick("depth_range", 0, 0), b.pick("depth_range", 0, 1)
+    d = STUDENT + "depth"
+    present = b.op("Reshape", "present", b.const([V, 1, 1], np.int64))
+    nan = b.const(np.nan)
+    ok = b.op("And", b.op("And", b.op("GreaterOrEqual", d, dmin), b.op("LessOrEqual", d, dmax)), present)
+    depth = b.op("Where", ok, d, nan, out="depth")
+    b.op("Identity", STUDENT + "depth_std", out="depth_std")
+
+    # -- cloud on the strided grid, as fixed-size tensors ------------------------------------------------
+    s = stride
+    ds = b.slice(depth, [0, 0], [h, w], [1, 2], [s, s])                 # [V,h',w']
+    std_s = b.slice(STUDENT + "depth_std", [0, 0], [h, w], [1, 2], [s, s])
+    hs, ws = len(range(0, h, s)), len(range(0, w, s))
+    ratio = "max_std_ratio"
+    keep = b.op("And", b.op("GreaterOrEqual", ds, dmin), b.op("LessOrEqual", ds, dmax))
+    std_ok = b.op("Or", b.op("LessOrEqual", ratio, b.const([0.0])),
+                  b.op("LessOrEqual", std_s, b.op("Mul", ds, ratio)))
+    keep = b.op("And", keep, std_ok)
+    u = np.broadcast_to(np.arange(0, w, s, dtype=np.float32)[None, :], (hs, ws))
+    v = np.broadcast_to(np.arange(0, h, s, dtype=np.float32)[:, None], (hs, ws))
+    Kf = lambda r, c: b.slice("K", [r, c], [r + 1, c + 1], [1, 2])    # noqa: E731 - [V,1,1]
+    rx = b.op("Div", b.op("Sub", b.const(u), Kf(0, 2)), Kf(0, 0))      # [V,h',w']
+    ry = b.op("Div", b.op("Sub", b.const(v), Kf(1, 2)), Kf(1, 1))
+    ones = b.op("Add", b.op("Mul", rx, b.const(0.0)), b.const(1.0))
+    rays_cam = b.op("Concat", *[b.op("Unsqueeze", r, b.const([3], np.int64)) for r in (rx, ry, ones)], axis=3)
+    cos_axis = b.op("Reciprocal", b.op("Sqrt", b.op("ReduceSum", b.op("Mul", rays_cam, rays_cam),
+                                                         b.const([3], np.int64), keepdims=0)))  # [V,h',w']
+    R = b.slice("T_base_cam", [0, 0], [3, 3], [1, 2])                    # [V,3,3]
+    t = b.slice("T_base_cam", [0, 3], [3, 4], [1, 2])                    # [V,3,1]
+    P = hs * ws
+    rays = b.op("MatMul", b.op("Reshape", rays_cam, b.const([V, P, 3], np.int64)),
+                b.op("Transpose", R, perm=[0, 2, 1]))                    # [V,P,3] in base_link
+    xyz = b.op("Add", b.op("Mul", rays, b.op("Reshape", ds, b.const([V, P, 1], np.int64))),
+               b.op("Transpose", t, perm=[0, 2, 1]))                     # [V,P,3]
+    b.op("Reshape", xyz, b.const([V, hs, ws, 3], np.int64), out="cloud_xyz")
+    b.op("Slice", images, b.const([0, 0], np.int64), b.const([h, w], np.int64), b.const([1, 2], np.int64),
+         b.const([s, s], np.int64), out="cloud_rgb")
+    if overlap == "nearest_axis":
+        keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, P, hs, ws, h, w)))
+    b.op("Identity", keep, out="cloud_valid")
+
+    graph = helper.make_graph(
+        b.nodes[:pre] + list(student.graph.node) + b.nodes[pre:], "fsmde_deployment",
+        [helper.make_tensor_value_info("camera_images", TensorProto.UINT8, [V, in_h, in_w, 3]),
+         helper.make_tensor_value_info("K", TensorProto.FLOAT, [V, 3, 3]),
+         helper.make_tensor_value_info("T_base_cam", TensorProto.FLOAT, [V, 4, 4]),
+         helper.make_tensor_value_info("T_cam_base", TensorProto.FLOAT, [V, 4, 4]),
+         helper.make_tensor_value_info("depth_range", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("max_std_ratio", TensorProto.FLOAT, [1]),
+         helper.make_tensor_value_info("present", TensorProto.BOOL, [V]),
+         helper.make_tensor_value_info("claim", TensorProto.BOOL, [V, V, hs, ws])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [V, h, w]),
+         helper.make_tensor_value_info("depth_std", TensorProto.FLOAT, [V, h, w]),
+         helper.make_tensor_value_info("images", TensorProto.UINT8, [V, h, w, 3]),
+         helper.make_tensor_value_info("cloud_xyz", TensorProto.FLOAT, [V, hs, ws, 3]),
+         helper.make_tensor_value_info("cloud_rgb", TensorProto.UINT8, [V, hs, ws, 3]),
+         helper.make_tensor_value_info("cloud_valid", TensorProto.BOOL, [V, hs, ws])],
+        initializer=b.inits + list(student.graph.initializer))
+    model = helper.make_model(graph, opset_imports=list(student.opset_import), producer_name="fsmde_ros")
+    model.ir_version = student.ir_version
+    meta = {p.key: p.value for p in student.metadata_props}
+    meta.update({"deploy_input": f"{in_w}x{in_h}", "deploy_stride": str(stride), "deploy_overlap": overlap,
+                 "deploy_version": str(GRAPH_VERSION)})
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _claimed(b: _Builder, xyz: str, keep: str, cos_axis: str, V: int, P: int, hs: int, ws: int, h: int, w: int) -> str:
+    """[V,h',w'] bool: camera i's points that a camera j with points of its own (claim[i, j] allowing) sees inside
+    its image nearer its optical axis (CloudFuser's nearest_axis handover, every pair at once)."""
+    Rcb = b.slice("T_cam_base", [0, 0], [3, 3], [1, 2])                           # [V,3,3]
+    tcb = b.op("Reshape", b.slice("T_cam_base", [0, 3], [3, 4], [1, 2]), b.const([1, V, 1, 3], np.int64))
+    p = b.op("Add", b.op("MatMul", b.op("Reshape", xyz, b.const([V, 1, P, 3], np.int64)),
+                         b.op("Reshape", b.op("Transpose", Rcb, perm=[0, 2, 1]), b.const([1, V, 3, 3], np.int64))),
+             tcb)                                                                 # [V(i),V(j),P,3] in camera j
+    px, py, z = (b.op("Squeeze", b.pick(p, 3, k), b.const([3], np.int64)) for k in range(3))  # [V,V,P]
+    Kj = lambda r, c: b.op("Reshape", b.slice("K", [r, c], [r + 1, c + 1], [1, 2]),  # noqa: E731
+                           b.const([1, V, 1], np.int64))
+    zs = b.op("Where", b.op("Greater", z, b.const(0.0)), z, b.const(np.nan))
+    uj = b.op("Add", b.op("Div", b.op("Mul", Kj(0, 0), px), zs), Kj(0, 2))
+    vj = b.op("Add", b.op("Div", b.op("Mul", Kj(1, 1), py), zs), Kj(1, 2))
+    inside = [b.op("GreaterOrEqual", uj, b.const(-0.5)), b.op("Less", uj, b.const(w - 0.5)),
+              b.op("GreaterOrEqual", vj, b.const(-0.5)), b.op("Less", vj, b.const(h - 0.5))]
+    seen = b.op("And", b.op("And", inside[0], inside[1]), b.op("And", inside[2], inside[3]))
+    cos = b.op("Div", z, b.op("Sqrt", b.op("ReduceSum", b.op("Mul", p, p), b.const([3], np.int64), keepdims=0)))
+    nearer = b.op("Greater", cos, b.op("Reshape", cos_axis, b.const([V, 1, P], np.int64)))
+    has_points = b.op("Cast", b.op("ReduceMax", b.op("Cast", b.op("Reshape", keep, b.const([V, P], np.int64)),
+                                                     to=TensorProto.FLOAT), axes=[1], keepdims=1),
+                      to=TensorProto.BOOL)                                        # [V,1]: camera j has points
+    has_points = b.op("Reshape", has_points, b.const([1, V, 1], np.int64))
+    claim = b.op("Reshape", "claim", b.const([V, V, P], np.int64))
+    by_j = b.op("And", b.op("And", claim, has_points), b.op("And", seen, nearer))  # [V,V,P]
+    any_j = b.op("Cast", b.op("ReduceMax", b.op("Cast", by_j, to=TensorProto.FLOAT), axes=[1], keepdims=0),
+                 to=TensorProto.BOOL)                   # [V,P]
+    return b.op("Reshape", any_j, b.const([V, hs, ws], np.int64))

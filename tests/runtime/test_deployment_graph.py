@@ -1,0 +1,147 @@
+"""The composed deployment graph against the host path it replaces: resize-then-student for depth,
+CloudFuser for the cloud (both rigs, two strides, both overlap modes), and its cache."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from fsmde_ros.geometry.cloud import CloudFuser
+from fsmde_ros.geometry.projection import invert_transform
+from fsmde_ros.geometry.rig import load_rig, scale_intrinsics
+from fsmde_ros.paths import DEFAULT_MODEL
+from fsmde_ros.runtime.deployment_graph import (
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    compose_deployment_graph,
+    deployment_graph,
+    plan_resize,
+)
+from tests.helpers.oracle_model import write_oracle_model
+
+import onnx
+
+
+def reference_resize(images: np.ndarray, plan) -> np.ndarray:
+    """The graph's resize in numpy: crop, box average, bilinear with half-pixel centres, round, uint8."""
+    v = images.shape[0]
+    pw, ph = plan.pooled
+    x = images[:, :ph * plan.ky, :pw * plan.kx].astype(np.float32)
+    x = x.reshape(v, ph, plan.ky, pw, plan.kx, 3).mean(axis=(2, 4), dtype=np.float32)
+
+    def taps(n_in, n_out):
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        i0 = np.floor(pos).astype(int)
+        return i0, np.minimum(i0 + 1, n_in - 1), (pos - i0).astype(np.float32)
+
+    if (pw, ph) != (plan.out_w, plan.out_h):
+        r0, r1, fr = taps(ph, plan.out_h)
+        x = x[:, r0] * (1 - fr)[None, :, None, None] + x[:, r1] * fr[None, :, None, None]
+        c0, c1, fc = taps(pw, plan.out_w)
+        x = x[:, :, c0] * (1 - fc)[None, None, :, None] + x[:, :, c1] * fc[None, None, :, None]
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def smooth_images(v, h, w, seed):
+    """Camera images whose oracle depth is smooth and mostly within 0.5..65 m (R = 0, G and B fields)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((v, h, w, 3), np.uint8)
+    for c in range(v):
+        a, b, p = rng.uniform(20, 200), rng.uniform(-60, 60), rng.uniform(0, 6)
+        img[c, ..., 1] = np.clip(a + b * np.sin(6 * xx + p) * np.cos(4 * yy), 0, 255)
+        img[c, ..., 2] = rng.integers(0, 256, (h, w))
+    return img
+
+
+def graph_inputs(rig, K_model, images, claim, present=None, depth_range=(0.5, 80.0), ratio=0.0):
+    T = rig.T_base_cam
+    return {"camera_images": images, "K": K_model.astype(np.float32), "T_base_cam": T.astype(np.float32),
+            "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32),
+            "depth_range": np.asarray(depth_range, np.float32), "max_std_ratio": np.asarray([ratio], np.float32),
+            "present": np.ones(len(rig), bool) if present is None else present, "claim": claim}
+
+
+def test_resize_plan_scales_the_pixel_edges_exactly():
+    plan = plan_resize(1936, 1216, 640, 384)              # DDAD -> the 384x640 student
+    assert (plan.kx, plan.ky, plan.pooled) == (3, 3, (645, 405))
+    assert plan.sx == pytest.approx(640 / 1935) and plan.sy == pytest.approx(384 / 1215)
+    assert (plan_resize(320, 192, 320, 192).kx, plan_resize(200, 100, 320, 192).ky) == (1, 1)
+
+
+@pytest.mark.parametrize("in_size", [(1936, 1216), (1600, 900), (320, 192)])
+def test_composed_depth_equals_resize_then_student(in_size, tmp_path):
+    """The bundled student, fed DDAD-, nuScenes- and model-sized images: the graph's depth and std equal the
+    student run on the reference resize of the same images (1e-3 relative), NaN outside the bounds."""
+    student = onnx.load(str(DEFAULT_MODEL))
+    v, h, w = (d.dim_value for d in student.graph.input[0].type.tensor_type.shape.dim[:3])
+    w_in, h_in = in_size
+    path = tmp_path / "deploy.onnx"
+    onnx.save(compose_deployment_graph(student, w_in, h_in, stride=4, overlap="all"), str(path))
+    rig = load_rig("ddad")
+    plan = plan_resize(w_in, h_in, w, h)
+    K = scale_intrinsics(rig.resized(w_in, h_in).K, plan.sx, plan.sy)
+    images = np.random.default_rng(0).integers(0, 256, (v, h_in, w_in, 3), dtype=np.uint8)
+    images[:, : h_in // 2] //= 2                          # some structure: a darker upper half
+    composed = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    claim = np.zeros((v, v, len(range(0, h, 4)), len(range(0, w, 4))), bool)
+    out = dict(zip(GRAPH_OUTPUTS, composed.run(list(GRAPH_OUTPUTS), graph_inputs(rig, K, images, claim,
+                                                                                  depth_range=(0.5, 60.0)))))
+    resized = reference_resize(images, plan)
+    assert np.abs(out["images"].astype(int) - resized).max() <= 1 and (out["images"] != resized).mean() < 1e-3
+    bare = ort.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
+    depth, std = bare.run(["depth", "depth_std"], {"images": out["images"], "focal_px": K[:, 0, 0].astype(np.float32)})
+    ok = (depth >= 0.5) & (depth <= 60.0)
+    assert ok.mean() > 0.5 and np.isnan(out["depth"][~ok]).all()
+    np.testing.assert_allclose(out["depth"][ok], depth[ok], rtol=1e-3)
+    np.testing.assert_allclose(out["depth_std"], std, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("rig_name", ["ddad", "nuscenes"])
+@pytest.mark.parametrize("stride", [1, 4])
+@pytest.mark.parametrize("overlap", ["nearest_axis", "all"])
+def test_composed_cloud_equals_cloud_fuser(rig_name, stride, overlap, tmp_path):
+    """Same points in the same order (camera, row, column) as CloudFuser on the graph's depth, both rigs, two strides,
+    both overlap modes; an absent camera has no points and claims none; the std filter and bounds are inputs."""
+    rig = load_rig(rig_name)
+    v, h, w = len(rig), 48, 80
+    w_in, h_in = 250, 150                                 # box 3 x 3, then bilinear
+    oracle = onnx.load(str(write_oracle_model(tmp_path / "oracle.onnx", v, h, w)))
+    session = ort.InferenceSession(compose_deployment_graph(oracle, w_in, h_in, stride, overlap).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    plan = plan_resize(w_in, h_in, w, h)
+    K = scale_intrinsics(rig.resized(w_in, h_in).K, plan.sx, plan.sy)
+    fuser = CloudFuser(rig.T_base_cam, stride, overlap)
+    fuser.prepare(K, h, w)
+    claim = fuser.claim_masks()
+    for present, depth_range, ratio in [(None, (0.5, 80.0), 0.0), (np.arange(v) != 2, (2.0, 40.0), 0.06),
+                                        (None, (0.5, 80.0), 0.04)]:
+        images = smooth_images(v, h_in, w_in, seed=stride)
+        out = dict(zip(GRAPH_OUTPUTS, session.run(list(GRAPH_OUTPUTS), graph_inputs(
+            rig, K, images, claim, present, depth_range, ratio))))
+        ref = fuser(out["depth"], K, images=out["images"], min_depth=depth_range[0], max_depth=depth_range[1],
+                    depth_std=out["depth_std"], max_std_ratio=ratio or None)
+        valid = out["cloud_valid"]
+        cam = np.nonzero(valid)[0]
+        if ratio == 0.04:                                 # the oracle's std is 5 % of depth: nothing passes
+            assert not valid.any() and len(ref) == 0
+            continue
+        assert len(ref) > 100 and valid.sum() == len(ref)
+        np.testing.assert_array_equal(cam, ref.camera)
+        np.testing.assert_allclose(out["cloud_xyz"][valid], ref.xyz, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(out["cloud_rgb"][valid], ref.rgb)
+        if present is not None:
+            assert 2 not in cam
+        if overlap == "nearest_axis" and present is None:
+            assert len(ref) < (out["depth"][:, ::stride, ::stride] > 0).sum()  # the handover took some points
+
+
+def test_graph_is_composed_once_per_input_size_and_cached(tmp_path):
+    oracle = write_oracle_model(tmp_path / "oracle.onnx", 6, 48, 80)
+    first, composed = deployment_graph(oracle, 250, 150, 4, "all", cache_dir=tmp_path / "cache")
+    again, composed_again = deployment_graph(oracle, 250, 150, 4, "all", cache_dir=tmp_path / "cache")
+    other, _ = deployment_graph(oracle, 160, 96, 4, "all", cache_dir=tmp_path / "cache")
+    assert composed and not composed_again and first == again and other != first
+    model = onnx.load(str(first))
+    assert [i.name for i in model.graph.input] == list(GRAPH_INPUTS)
+    assert {p.key: p.value for p in model.metadata_props}["deploy_input"] == "250x150"
+    first.write_bytes(b"half written")                    # a corrupt cache entry is composed again
+    assert deployment_graph(oracle, 250, 150, 4, "all", cache_dir=tmp_path / "cache")[1]
