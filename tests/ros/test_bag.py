@@ -5,6 +5,7 @@ The bags hold a tiny synthetic nuScenes-like sequence (3 sets at 48x80) with per
 8.3 ms apart. Where the node or the pipeline runs, the images carry the true depth and the
 model is the oracle (tests/helpers/oracle_model.py), so outputs are checked against ground truth.
 """
+import contextlib
 import signal
 import subprocess
 import sys
@@ -280,27 +281,27 @@ def test_play_schedule_keeps_the_bag_timing_scaled_by_rate_and_loops():
     assert qos_kind("/tf", codec.TF) == "reliable"
 
 
-def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_bag):
+@contextlib.contextmanager
+def node_with_depth_recorder(model, names, **params):
+    """The real node (nuScenes rig, oracle model, ONNX Runtime) and, in this process, a recorder of every camera's
+    depth: yields (env, node, depth {camera: [Image]}, spin(seconds, until)); the node's outputs are discovered."""
     rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
     import rclpy.executors
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-
-    bag, model = oracle_bag
-    rig = sequence.rig
     domain = next_domain()
     env = ros_env(domain)
     node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
                        "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_std": "false",
-                       "publish_cloud": "false"}, env)
+                       "publish_cloud": "false", **params}, env)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     rec = rclpy.create_node("bag_recorder", context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(rec)
-    depth = {n: [] for n in rig.names}
-    for n in rig.names:
+    depth = {n: [] for n in names}
+    for n in names:
         rec.create_subscription(Image, f"/surround_depth/{n}/depth", depth[n].append,
                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
 
@@ -310,10 +311,21 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
             executor.spin_once(timeout_sec=0.05)
 
     try:
-        # the node is up (its outputs are discovered) before the bag starts
-        spin(40, until=lambda: all(rec.count_publishers(f"/surround_depth/{n}/depth") for n in rig.names)
+        spin(40, until=lambda: all(rec.count_publishers(f"/surround_depth/{n}/depth") for n in names)
              or node.poll() is not None)
         assert node.poll() is None, node.stdout.read()
+        yield env, node, depth, spin
+    finally:
+        stop_process(node)
+        executor.shutdown()
+        rec.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_bag):
+    bag, model = oracle_bag
+    rig = sequence.rig
+    with node_with_depth_recorder(model, rig.names) as (env, node, depth, spin):
         play = subprocess.Popen([sys.executable, "-m", "fsmde_ros", "play", str(bag), "--rate", "0.25",
                                  "--wait-for-subscribers", "1", "--wait-timeout", "20"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
@@ -321,11 +333,6 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
         log = play.stdout.read()
         assert play.wait(timeout=10) == 0, log
         spin(5, until=lambda: all(len(depth[n]) >= FRAMES for n in rig.names))
-    finally:
-        stop_process(node)
-        executor.shutdown()
-        rec.destroy_node()
-        rclpy.shutdown(context=context)
     assert "published" in log and "subscriber(s)" not in log, log
     for c, cam in enumerate(rig.cameras):
         got = {codec.header_sec(m.header): m for m in depth[cam.name]}
@@ -344,52 +351,22 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
 def test_every_pass_of_a_looped_three_set_bag_is_published(oracle_bag, sequence):
     """Regression (issue 14, item 10): a bag loop under 1 s (here 3 sets, 0.2 s) was never taken for a loop:
     the node published the first pass only and dropped every repeat as stale."""
-    rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
-    import rclpy.executors
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-
     bag, model = oracle_bag
     rig = sequence.rig
-    domain = next_domain()
-    env = ros_env(domain)
-    node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_std": "false",
-                       "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH, "publish_cloud": "false"}, env)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    rec = rclpy.create_node("loop_recorder", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
-    executor.add_node(rec)
-    depth = {n: [] for n in rig.names}
-    for n in rig.names:
-        rec.create_subscription(Image, f"/surround_depth/{n}/depth", depth[n].append,
-                                QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-
-    def spin(seconds, until=lambda: False):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not until():
-            executor.spin_once(timeout_sec=0.05)
-
     passes = 4
-    try:
-        spin(40, until=lambda: all(rec.count_publishers(f"/surround_depth/{n}/depth") for n in rig.names)
-             or node.poll() is not None)
-        assert node.poll() is None, node.stdout.read()
+    with node_with_depth_recorder(model, rig.names) as (env, node, depth, spin):
         play = subprocess.Popen([sys.executable, "-m", "fsmde_ros", "play", str(bag), "--rate", "0.5", "--loop",
                                  "--wait-for-subscribers", "1", "--wait-timeout", "20"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                                 preexec_fn=_as_in_a_terminal)
-        spin(60, until=lambda: all(len(depth[n]) >= passes * FRAMES for n in rig.names) or play.poll() is not None)
-        play.send_signal(signal.SIGINT)
-        log = play.communicate(timeout=20)[0]
-        assert node.poll() is None, node.stdout.read()
-    finally:
-        if play.poll() is None:
-            play.kill()
-        stop_process(node)
-        executor.shutdown()
-        rec.destroy_node()
-        rclpy.shutdown(context=context)
+        try:
+            spin(60, until=lambda: all(len(depth[n]) >= passes * FRAMES for n in rig.names) or play.poll() is not None)
+            play.send_signal(signal.SIGINT)
+            log = play.communicate(timeout=20)[0]
+            assert node.poll() is None, node.stdout.read()
+        finally:
+            if play.poll() is None:
+                play.kill()
     for n in rig.names:
         stamps = [codec.header_ns(m.header) for m in depth[n]]
         assert len(stamps) >= passes * FRAMES, f"{n}: {len(stamps)} depth images in {passes} passes\n{log}"
