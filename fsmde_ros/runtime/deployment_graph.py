@@ -34,7 +34,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
-from fsmde_ros.model.contract import read_model_info
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
