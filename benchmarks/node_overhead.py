@@ -6,9 +6,16 @@ topics as fast as the node takes them: closed loop, a new set goes out whenever 
 wasted. It counts what comes out; latency is publish-to-receive of the depth of the last camera
 of each set. Windows of node traffic alternate with windows of the bare backend (same model, in
 this process, no ROS) while the node idles, so slow drifts of a shared machine hit both alike.
-Target: node >= 0.8x bare.
+Target: node >= 0.85x bare.
+
+With `--input-size WxH` the cameras publish images rendered at that size (DDAD's 1936x1216, say), not
+upsampled, and the bare backend runs on the same native images: through the deployment graph composed
+for that size when the node uses one (`--deployment-graph always`, or auto on a GPU backend), else the
+host's resize then the student. `host ms per set` is the node's per-set work outside the backend's own
+compute (decode, staging, resize on the host path, compaction / cloud, publishing), from /diagnostics.
 
     .venv/bin/python benchmarks/node_overhead.py [--rig ddad --height 192 --width 320 --seconds 20]
+    .venv/bin/python benchmarks/node_overhead.py --input-size 1936x1216 --height 384 --width 640 --deployment-graph always
 """
 from __future__ import annotations
 
@@ -39,21 +46,43 @@ def export_student(path: Path, rig: str, height: int, width: int) -> None:
 
 
 class BareBackend:
-    """The same model through the same backend factory, timed in windows."""
+    """The same model through the same backend factory, timed in windows: the student on model-size images, or
+    on native images the deployment graph composed for their size (composed) or the host resize + the student."""
 
-    def __init__(self, model: Path, images: np.ndarray, focal: np.ndarray):
+    def __init__(self, model: Path, images: np.ndarray, K: np.ndarray, rig: str, deployment_graph: str = "auto",
+                 backend: str = "auto", precision: str = "fp16"):
+        from fsmde_ros.geometry.rig import load_rig
         from fsmde_ros.runtime import create_backend
+        from fsmde_ros.service.pipeline import SurroundDepthPipeline, resize_on_host
+        from fsmde_ros.service.surround_service import use_deployment_graph
 
-        self.backend = create_backend("auto", model)
-        self.images, self.focal = images, focal
+        self.backend = create_backend(backend, model, precision=precision)
         self.sets, self.seconds = 0, 0.0
+        h_in, w_in = images.shape[1:3]
+        native = (h_in, w_in) != (self.backend.height, self.backend.width)
+        self.composed = native and use_deployment_graph(deployment_graph, self.backend)
+        if self.composed:
+            pipeline = SurroundDepthPipeline(self.backend, load_rig(rig), composed=True, info=lambda s: None)
+            deployment = pipeline.deployment(w_in, h_in)
+            feeds = pipeline.composed_feeds(deployment, list(images), list(K))[0]
+            self.step = lambda: deployment.runner(feeds)
+        else:
+            focal = K[:, 0, 0].astype(np.float32) * self.backend.width / w_in
+
+            def step():
+                small = np.stack([resize_on_host(img, self.backend.width, self.backend.height)[0] for img in images]) \
+                    if native else images
+                self.backend.infer(small, focal)
+            self.step = step
+        self.what = ("deployment graph on native images" if self.composed else
+                     "host resize + student" if native else "student")
         for _ in range(3):
-            self.backend.infer(images, focal)
+            self.step()
 
     def window(self, seconds: float) -> None:
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            self.backend.infer(self.images, self.focal)
+            self.step()
             self.sets += 1
         self.seconds += time.perf_counter() - start
 
@@ -71,10 +100,11 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     from fsmde_ros.geometry.rig import load_rig
 
     rig = load_rig(rig_name)
+    node_log = tempfile.TemporaryFile("w+")
     node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={rig_name}",
                                   "-p", f"model:={model}", "-p", "publish_rig_tf:=false",
                                   *[a for p in node_params or [] for a in ("-p", p.replace("=", ":=", 1))]], cwd=REPO,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                 stdout=node_log, stderr=subprocess.STDOUT)
     rclpy.init()
     node = rclpy.create_node("node_overhead_bench")
     pubs = [node.create_publisher(Image, c.image_topic, qos_profile_sensor_data) for c in rig.cameras]
@@ -142,6 +172,9 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     node.destroy_node()
     rclpy.shutdown()
     lat = [answered[t] for t in counted_sets]
+    if not lat:
+        node_log.seek(0)
+        raise SystemExit("the node answered no set; its log:\n" + node_log.read()[-3000:])
     return {"sets_per_s": len(counted_sets) / sum(node_seconds), "latency_mean_ms": 1e3 * statistics.mean(lat),
             "latency_p99_ms": 1e3 * float(np.percentile(lat, 99)),
             "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
@@ -157,27 +190,43 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=4, help="alternating node / bare windows")
     ap.add_argument("--node-param", nargs="+", default=[], metavar="NAME=VALUE",
                     help="extra node parameters, e.g. cloud_overlap=all")
+    ap.add_argument("--input-size", default=None, metavar="WxH",
+                    help="size of the published camera images (rendered at it); default the model's")
+    ap.add_argument("--deployment-graph", default="auto", choices=("auto", "always", "never"),
+                    help="the node's deployment_graph parameter (the bare run follows it)")
+    ap.add_argument("--backend", default="auto", help="the node's backend (the bare run uses the same)")
+    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"), help="TensorRT precision")
     args = ap.parse_args()
     from fsmde_ros.data.synthetic import SyntheticSurround
 
-    frame = SyntheticSurround(args.rig, height=args.height, width=args.width, frames=1)[0]
-    focal = frame["K"][:, 0, 0].astype(np.float32)
+    w_in, h_in = (int(v) for v in args.input_size.lower().split("x")) if args.input_size else (args.width, args.height)
+    frame = SyntheticSurround(args.rig, height=h_in, width=w_in, frames=1)[0]
+    node_params = [f"deployment_graph={args.deployment_graph}", f"backend={args.backend}",
+                   f"precision={args.precision}", *args.node_param]
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "student.onnx"
         export_student(model, args.rig, args.height, args.width)
-        bare_backend = BareBackend(model, frame["images"], focal)
+        bare_backend = BareBackend(model, frame["images"], frame["K"], args.rig, args.deployment_graph, args.backend,
+                                   args.precision)
         result = node_vs_bare(model, args.rig, frame, args.in_flight, args.seconds, args.windows, bare_backend,
-                              args.node_param)
+                              node_params)
         bare, name = bare_backend.sets / bare_backend.seconds, bare_backend.backend.name
-    print(f"# {args.rig} rig, 6 x {args.height}x{args.width}, {name}, untrained fsmde_mnv3l student"
-          + (f"; node parameters {' '.join(args.node_param)}" if args.node_param else ""))
+    print(f"# {args.rig} rig, 6 x {w_in}x{h_in} images -> model {args.height}x{args.width}, {name}, untrained "
+          f"fsmde_mnv3l student; node parameters {' '.join(node_params)}")
     print("| path | sets/s | latency mean [ms] | latency p99 [ms] |")
     print("|---|---:|---:|---:|")
-    print(f"| bare backend (same process, no ROS) | {bare:.2f} | {1e3 / bare:.1f} | |")
+    print(f"| bare ({bare_backend.what}; same process, no ROS) | {bare:.2f} | {1e3 / bare:.1f} | |")
     print(f"| node over DDS (closed loop, {args.in_flight} sets in flight) | {result['sets_per_s']:.2f} | "
           f"{result['latency_mean_ms']:.1f} | {result['latency_p99_ms']:.1f} |")
     print(f"node / bare = {result['sets_per_s'] / bare:.2f}")
-    print("node stages (mean, from /diagnostics):", ", ".join(f"{k} {v} ms" for k, v in result["node_stages_ms"].items()))
+    stages = result["node_stages_ms"]
+    host = sum(float(v) for k, v in stages.items() if k != "infer_ms" and v not in ("", "n/a"))
+    if not bare_backend.composed and "preprocess_ms" in stages and (w_in, h_in) != (args.width, args.height):
+        host_note = " (includes the host resize)"
+    else:
+        host_note = ""
+    print(f"host ms per set = {host:.1f}{host_note}")
+    print("node stages (mean, from /diagnostics):", ", ".join(f"{k} {v} ms" for k, v in stages.items()))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class SurroundDepthNode(Node):
         self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info,
                                                         clock=time.monotonic)
         self.health = self.service.health
+        self._info_msgs: dict[int, tuple] = {}  # camera -> (intrinsics key, CameraInfo reused across sets)
         self.health.start(time.monotonic())
         self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
         for reason in getattr(self.backend, "skipped", []):
@@ -179,7 +180,7 @@ class SurroundDepthNode(Node):
                 continue
             if i in self.pub_depth:
                 self._send(self.pub_depth[i], "depth", lambda: self.build.depth_image(result.depth[i], header))
-                self._send(self.pub_info[i], "camera_info", lambda: self.build.camera_info(result.K[i], w, h, header))
+                self._send(self.pub_info[i], "camera_info", lambda: self._camera_info(i, result.K[i], w, h, header))
             if i in self.pub_std:
                 self._send(self.pub_std[i], "depth_std", lambda: self.build.depth_image(result.depth_std[i], header))
         if self.pub_points is not None and result.cloud is not None:
@@ -189,6 +190,15 @@ class SurroundDepthNode(Node):
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         self.service.published(output, time.monotonic(), (now_ros - output.stamp) * 1e3,
                                (time.perf_counter() - start) * 1e3)
+
+    def _camera_info(self, i: int, K, w: int, h: int, header):
+        """Camera i's CameraInfo, built once per intrinsics and size and then reused with the new header."""
+        key = (K.tobytes(), w, h)
+        cached = self._info_msgs.get(i)
+        if cached is None or cached[0] != key:
+            cached = self._info_msgs[i] = (key, self.build.camera_info(K, w, h, header))
+        cached[1].header = header
+        return cached[1]
 
     def _send(self, publisher, kind: str, build) -> None:
         if publisher.get_subscription_count() > 0:

@@ -1,6 +1,6 @@
 """The deployment graph: the student's ONNX composed with the node's per-set work, for one input size.
 
-One graph takes the six camera images at the size they arrive (uint8 [V,H_in,W_in,3]) and returns
+One graph takes the six camera images at the size they arrive (uint8 [H_in,W_in,3] each) and returns
 what the node publishes: it resizes them (antialiased: an integer box average, then bilinear for the
 rest), runs the student, masks depth outside [min, max] to NaN (REP-118) and computes the fused
 cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
@@ -12,7 +12,8 @@ K at the model's resolution, the camera poses, the depth bounds, the std ratio, 
 present, and the handover masks (they follow from K). The input size, the stride and the overlap
 mode shape the graph: they are in the cache key, with the student's hash and GRAPH_VERSION.
 
-Inputs:  camera_images uint8 [V,H_in,W_in,3] RGB; K float32 [V,3,3] at h x w (the model's);
+Inputs:  camera_images_0 .. camera_images_{V-1} uint8 [H_in,W_in,3] RGB, one per camera (so the host
+         passes each decoded message buffer as it is, no stacking copy); K float32 [V,3,3] at h x w (the model's);
          T_base_cam, T_cam_base float32 [V,4,4]; depth_range float32 [2] (min, max) [m];
          max_std_ratio float32 [1] (<= 0: off); present bool [V]; claim bool [V,V,h',w'] (camera j
          may take camera i's strided pixel; nearest_axis only), h' = ceil(h / stride).
@@ -37,8 +38,9 @@ from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 1  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
-GRAPH_INPUTS = ("camera_images", "K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")
+GRAPH_VERSION = 2  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
+GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
 STUDENT = "student/"  # prefix of the student's tensor names inside the composed graph
 
@@ -150,15 +152,16 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     student = onnx.compose.add_prefix(student, STUDENT)
     b = _Builder()
 
-    # -- resize: uint8 [V,H_in,W_in,3] -> uint8 [V,h,w,3] -------------------------------------------------
-    x = b.op("Transpose", "camera_images", perm=[0, 3, 1, 2])          # [V,3,H_in,W_in] (1 byte a channel)
+    # -- resize: V x uint8 [H_in,W_in,3] -> uint8 [V,h,w,3] ----------------------------------------------
+    # The box average runs on the HWC layout (a 3-D pool over [V,1,H,W,3], the channel window 1), so the
+    # full-resolution pixels are never transposed; the rest works on the pooled images. (One pool over the
+    # stacked cameras: ONNX Runtime splits a pool over its N x C planes, so one camera at a time uses one core.)
     pw, ph = plan.pooled
-    if (plan.kx, plan.ky) != (1, 1):
-        x = b.slice(x, [0, 0], [ph * plan.ky, pw * plan.kx], [2, 3])
-        x = b.op("Cast", x, to=TensorProto.FLOAT)
-        x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx], strides=[plan.ky, plan.kx])
-    else:
-        x = b.op("Cast", x, to=TensorProto.FLOAT)
+    cams = [b.op("Reshape", CAMERA_INPUT.format(i), b.const([1, 1, in_h, in_w, 3], np.int64)) for i in range(V)]
+    x = b.op("Cast", b.op("Concat", *cams, axis=0) if V > 1 else cams[0], to=TensorProto.FLOAT)
+    if (plan.kx, plan.ky) != (1, 1):  # the floor of the pool drops the k-1 last rows / columns at most
+        x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx, 1], strides=[plan.ky, plan.kx, 1])
+    x = b.op("Transpose", b.op("Reshape", x, b.const([V, ph, pw, 3], np.int64)), perm=[0, 3, 1, 2])
     if (pw, ph) != (w, h):
         x = b.op("Resize", x, "", "", b.const([V, 3, h, w], np.int64), mode="linear",
                  coordinate_transformation_mode="half_pixel")
@@ -213,7 +216,7 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
 
     graph = helper.make_graph(
         b.nodes[:pre] + list(student.graph.node) + b.nodes[pre:], "fsmde_deployment",
-        [helper.make_tensor_value_info("camera_images", TensorProto.UINT8, [V, in_h, in_w, 3]),
+        [*[helper.make_tensor_value_info(CAMERA_INPUT.format(i), TensorProto.UINT8, [in_h, in_w, 3]) for i in range(V)],
          helper.make_tensor_value_info("K", TensorProto.FLOAT, [V, 3, 3]),
          helper.make_tensor_value_info("T_base_cam", TensorProto.FLOAT, [V, 4, 4]),
          helper.make_tensor_value_info("T_cam_base", TensorProto.FLOAT, [V, 4, 4]),

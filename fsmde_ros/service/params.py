@@ -89,8 +89,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "from the camera that sees it closer to its optical axis (no doubled surfaces at the seams); all keeps both",
               choices=OVERLAP_CHOICES),
     ParamSpec("deployment_graph", "auto", "run resize, student, depth masking and the cloud as one graph composed for "
-              "the cameras' own size (cached in engine_cache_dir): auto = on a GPU backend; on; off = resize and fuse "
-              "on the host (faster than the graph on a 2-core CPU at 1936x1216)", choices=("auto", "on", "off")),
+              "the cameras' own size (cached in engine_cache_dir): auto = on a GPU backend, always, never = resize and "
+              "fuse on the host (faster than the graph on a 2-core CPU at 1936x1216)", choices=("auto", "always", "never")),
     ParamSpec("max_depth_std_ratio", 0.0, "drop cloud points whose depth_std / depth exceeds this "
               "(0 = keep all)", min=0.0, max=10.0),
     ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link"),

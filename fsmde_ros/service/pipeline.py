@@ -21,7 +21,7 @@ from fsmde_ros.geometry.cloud import CloudFuser, SurroundCloud
 from fsmde_ros.geometry.projection import invert_transform
 from fsmde_ros.geometry.rig import CameraRig, scale_intrinsics
 from fsmde_ros.runtime.base import DepthBackend, GraphRunner
-from fsmde_ros.runtime.deployment_graph import ResizePlan, deployment_graph, plan_resize
+from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, ResizePlan, deployment_graph, plan_resize
 
 
 @dataclasses.dataclass
@@ -62,12 +62,12 @@ def resize_on_host(image: np.ndarray, width: int, height: int) -> tuple[np.ndarr
 
 
 @dataclasses.dataclass
-class _Deployment:
-    """A composed graph for one input size, its runner and its reused input batch."""
+class Deployment:
+    """A composed graph for one input size and its runner."""
 
     runner: GraphRunner
     plan: ResizePlan
-    batch: np.ndarray  # uint8 [V,H_in,W_in,3]
+    blank: np.ndarray  # uint8 [H_in,W_in,3] zeros: the input of an absent camera (masked in the graph)
 
 
 class SurroundDepthPipeline:
@@ -92,7 +92,7 @@ class SurroundDepthPipeline:
             self.fuser.prepare(rig.resized(self.width, self.height).K, self.height, self.width)
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
-        self._deployments: dict[tuple[int, int], _Deployment | None] = {}
+        self._deployments: dict[tuple[int, int], Deployment | None] = {}
         self._claim: tuple[bytes, np.ndarray] | None = None
         T = rig.T_base_cam
         self._poses = {"T_base_cam": T.astype(np.float32),
@@ -145,7 +145,7 @@ class SurroundDepthPipeline:
     def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> SetResult:
         """One set, through the deployment graph for its input size where there is one; per-stage timings [ms]."""
         sizes = {img.shape[:2] for img in images if img is not None}
-        deployment = self._deployment(*sizes.pop()[::-1]) if len(sizes) == 1 and self.composed else None
+        deployment = self.deployment(*sizes.pop()[::-1]) if len(sizes) == 1 and self.composed else None
         if deployment is not None:
             return self._run_composed(deployment, images, K)
         t0 = time.perf_counter()
@@ -158,7 +158,7 @@ class SurroundDepthPipeline:
         result.timings_ms = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
         return result
 
-    def _deployment(self, w_in: int, h_in: int) -> _Deployment | None:
+    def deployment(self, w_in: int, h_in: int) -> Deployment | None:
         """The composed graph for images of w_in x h_in, composed (or read from the cache) on first use."""
         key = (w_in, h_in)
         if key not in self._deployments:
@@ -170,7 +170,7 @@ class SurroundDepthPipeline:
                 self._deployments[key] = None
                 return None
             plan = plan_resize(w_in, h_in, self.width, self.height)
-            self._deployments[key] = _Deployment(runner, plan, np.zeros((len(self.rig), h_in, w_in, 3), np.uint8))
+            self._deployments[key] = Deployment(runner, plan, np.zeros((h_in, w_in, 3), np.uint8))
             self.info(f"images at {w_in}x{h_in}: {'composed' if composed else 'loaded'} the deployment graph (resize to "
                       f"{self.width}x{self.height}, student, masking and cloud in {self.backend.name}) in "
                       f"{time.perf_counter() - start:.1f} s: {path}")
@@ -184,24 +184,31 @@ class SurroundDepthPipeline:
             self._claim = (key, self.fuser.claim_masks())
         return self._claim[1]
 
-    def _run_composed(self, d: _Deployment, images: Sequence[np.ndarray | None],
-                      K: Sequence[np.ndarray | None]) -> SetResult:
-        t0 = time.perf_counter()
+    def composed_feeds(self, d: Deployment, images: Sequence[np.ndarray | None],
+                       K: Sequence[np.ndarray | None]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The graph's inputs for one set (each image passed as it is: no copy of a contiguous buffer), with the
+        intrinsics at the model size K [V,3,3] and present [V] bool."""
         v = len(self.rig)
         if len(images) != v or len(K) != v:
             raise ValueError(f"expected {v} images and intrinsics, got {len(images)} and {len(K)}")
         plan = d.plan
         present = np.array([img is not None for img in images])
         K_model = np.zeros((v, 3, 3))
+        feeds = {}
         for i, (img, k) in enumerate(zip(images, K)):
-            if img is not None:
-                d.batch[i] = img  # one copy into the reused batch (absent cameras: masked in the graph)
+            feeds[CAMERA_INPUT.format(i)] = d.blank if img is None else np.ascontiguousarray(img)
             k = self.rig.cameras[i].resized(plan.in_w, plan.in_h).K if k is None or img is None else k
             K_model[i] = scale_intrinsics(k, plan.sx, plan.sy)
-        feeds = {"camera_images": d.batch, "K": K_model.astype(np.float32), **self._poses,
-                 "depth_range": np.array([self.min_depth, self.max_depth], np.float32),
-                 "max_std_ratio": np.array([self.max_depth_std_ratio], np.float32), "present": present,
-                 "claim": self._claim_masks(K_model)}
+        feeds.update({"K": K_model.astype(np.float32), **self._poses,
+                      "depth_range": np.array([self.min_depth, self.max_depth], np.float32),
+                      "max_std_ratio": np.array([self.max_depth_std_ratio], np.float32), "present": present,
+                      "claim": self._claim_masks(K_model)})
+        return feeds, K_model, present
+
+    def _run_composed(self, d: Deployment, images: Sequence[np.ndarray | None],
+                      K: Sequence[np.ndarray | None]) -> SetResult:
+        t0 = time.perf_counter()
+        feeds, K_model, present = self.composed_feeds(d, images, K)
         t1 = time.perf_counter()
         out = d.runner(feeds)
         t2 = time.perf_counter()
@@ -211,6 +218,7 @@ class SurroundDepthPipeline:
             cloud = SurroundCloud(xyz=out["cloud_xyz"][valid], camera=np.nonzero(valid)[0].astype(np.uint8),
                                   rgb=out["cloud_rgb"][valid])
         t3 = time.perf_counter()
+        plan = d.plan
         resized = {} if (plan.in_w, plan.in_h) == (self.width, self.height) else \
             {i: (plan.in_w, plan.in_h) for i in np.flatnonzero(present)}
         return SetResult(out["depth"], out["depth_std"], K_model, out["images"], present, cloud,

@@ -79,7 +79,7 @@ def use_deployment_graph(choice: str, backend: DepthBackend) -> bool:
     Runtime with TensorRT or CUDA); on a CPU the host's cv2 resize is faster than the graph's (issue 15 figures)."""
     if choice == "auto":
         return not backend.name.endswith("CPUExecutionProvider") and not backend.name.startswith("torch")
-    return choice == "on"
+    return choice == "always"
 
 
 def start_backend(p: dict[str, Any], model: Path, **options) -> DepthBackend:

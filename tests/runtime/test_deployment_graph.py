@@ -9,6 +9,7 @@ from fsmde_ros.geometry.projection import invert_transform
 from fsmde_ros.geometry.rig import load_rig, scale_intrinsics
 from fsmde_ros.paths import DEFAULT_MODEL
 from fsmde_ros.runtime.deployment_graph import (
+    CAMERA_INPUT,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     compose_deployment_graph,
@@ -54,7 +55,7 @@ def smooth_images(v, h, w, seed):
 
 def graph_inputs(rig, K_model, images, claim, present=None, depth_range=(0.5, 80.0), ratio=0.0):
     T = rig.T_base_cam
-    return {"camera_images": images, "K": K_model.astype(np.float32), "T_base_cam": T.astype(np.float32),
+    return {**{CAMERA_INPUT.format(i): img for i, img in enumerate(images)}, "K": K_model.astype(np.float32), "T_base_cam": T.astype(np.float32),
             "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32),
             "depth_range": np.asarray(depth_range, np.float32), "max_std_ratio": np.asarray([ratio], np.float32),
             "present": np.ones(len(rig), bool) if present is None else present, "claim": claim}
@@ -141,7 +142,36 @@ def test_graph_is_composed_once_per_input_size_and_cached(tmp_path):
     other, _ = deployment_graph(oracle, 160, 96, 4, "all", cache_dir=tmp_path / "cache")
     assert composed and not composed_again and first == again and other != first
     model = onnx.load(str(first))
-    assert [i.name for i in model.graph.input] == list(GRAPH_INPUTS)
+    assert [i.name for i in model.graph.input] == [CAMERA_INPUT.format(i) for i in range(6)] + list(GRAPH_INPUTS)
     assert {p.key: p.value for p in model.metadata_props}["deploy_input"] == "250x150"
     first.write_bytes(b"half written")                    # a corrupt cache entry is composed again
     assert deployment_graph(oracle, 250, 150, 4, "all", cache_dir=tmp_path / "cache")[1]
+
+
+@pytest.mark.gpu
+def test_the_composed_graph_on_tensorrt_matches_onnxruntime(tmp_path):
+    """The same deployment graph as a TensorRT engine (FP32): depth within 1e-3 of ONNX Runtime on the CPU, the
+    same cloud up to points at the bounds, one engine built and then reused from the cache."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU machines only: extra `gpu`)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+    from fsmde_ros.runtime import create_backend
+    from fsmde_ros.service.pipeline import SurroundDepthPipeline
+
+    rig = load_rig("ddad")
+    images = list(smooth_images(6, 384, 640, seed=0))
+    runs = {}
+    for kind in ("onnxruntime", "tensorrt"):
+        options = {"providers": ["CPUExecutionProvider"]} if kind == "onnxruntime" else {"precision": "fp32"}
+        backend = create_backend(kind, DEFAULT_MODEL, engine_cache_dir=tmp_path, **options)
+        runs[kind] = SurroundDepthPipeline(backend, rig, composed=True, graph_cache_dir=str(tmp_path),
+                                           info=lambda s: None).run(images, [None] * 6)
+    a, b = runs["tensorrt"].depth, runs["onnxruntime"].depth
+    both = np.isfinite(a) & np.isfinite(b)
+    assert both.mean() > 0.5 and np.mean(np.isfinite(a) != np.isfinite(b)) < 1e-3
+    np.testing.assert_allclose(a[both], b[both], rtol=1e-3)
+    assert abs(len(runs["tensorrt"].cloud) - len(runs["onnxruntime"].cloud)) <= 0.01 * len(runs["onnxruntime"].cloud)
+    engines = sorted(tmp_path.glob("*deploy640x384*.engine"))
+    assert len(engines) == 1

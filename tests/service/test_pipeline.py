@@ -66,7 +66,7 @@ def test_oracle_encoding_round_trips():
 
 
 def test_a_resolution_change_mid_stream_composes_one_graph_and_says_so_once(tmp_path):
-    """Through the deployment graph (deployment_graph:=on): cameras switching from 250x150 to 160x96 and back
+    """Through the deployment graph (deployment_graph:=always): cameras switching from 250x150 to 160x96 and back
     compose one graph per size, logged once each; every set's depth is the oracle's, at the model size."""
     model = write_oracle_model(tmp_path / "o.onnx", 6, H, W)
     said = []
