@@ -113,6 +113,9 @@ def _distill(sub) -> None:
     distill.add_argument("--config", required=True, type=Path, help="training config YAML (config/distill/*.yaml)")
     distill.add_argument("--out-dir", type=Path, help="override the config's out_dir")
     distill.add_argument("--steps", type=int, help="override the config's steps")
+    distill.add_argument("--until", type=int, metavar="STEP",
+                         help="stop at this step with a resumable checkpoint, the schedule still the config's steps "
+                              "(time-sliced jobs: run again to continue)")
     distill.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
     distill.set_defaults(func=_handler("cmd_distill"))
 

@@ -92,7 +92,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.steps is not None:
         cfg.steps = args.steps
     cfg.check()
-    ckpt = run_distillation(cfg, resume=not args.no_resume)
+    if args.until is not None and not 0 < args.until <= cfg.steps:
+        raise ConfigError(f"--until must be in 1..steps ({cfg.steps}), got {args.until}")
+    ckpt = run_distillation(cfg, resume=not args.no_resume, until=args.until)
     print(f"[distill] checkpoint: {ckpt}")
     return 0
 

@@ -1,13 +1,17 @@
-"""DistillConfig: the weight and temperature of every loss term in one dataclass (docs/method.md).
-
-Weight 0 switches a term off (it is not computed). The ablation's rows are presets of it.
+"""The two configs of `fsmde distill`: DistillConfig, the weight and temperature of every loss term
+(docs/method.md; weight 0 switches a term off, it is not computed; the ablation's rows are presets of
+it), and TrainConfig, everything else a training run needs (data, schedule, loader, evaluation).
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from fsmde_ros.errors import ConfigError, dataclass_from_dict
+import yaml
+
+from fsmde_ros.errors import ConfigError, MissingFileError, dataclass_from_dict
+from fsmde_ros.paths import DATASET_CACHE_DIR
 
 # How the teacher's scale-invariant disparity is turned into a bin position (`teacher_bin_position`):
 # 'log': uniform in log of the normalised disparity (relative log depth); 'disparity': uniform in the
@@ -96,3 +100,102 @@ def ablation_presets(base: DistillConfig | None = None) -> dict[str, DistillConf
     KD, + view-relational KD, full. Every row keeps the GT terms (SILog, Chamfer, bin likelihood)."""
     base = base or DistillConfig()
     return {row: dataclasses.replace(base, **dict.fromkeys(off, 0.0)) for row, off in ABLATION_ROWS.items()}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything `fsmde distill` needs; saved beside every checkpoint (config.yaml)."""
+
+    out_dir: str = "runs/distill"
+    train: list[str] = dataclasses.field(default_factory=lambda: ["synthetic:ddad?seed=0&frames=40&stride=2",
+                                                                  "synthetic:nuscenes?seed=1&frames=40&stride=2"])
+    height: int = 192
+    width: int = 320
+    cache_dir: str = DATASET_CACHE_DIR
+    # "synthetic": each item's own `teacher` (the simulated world's); otherwise the directory given
+    # to `fsmde teach --out`, which holds one cache per dataset (named by the dataset's cache key)
+    teacher: str = "synthetic"
+    student: str = "fsmde_mnv3l"
+    student_overrides: dict = dataclasses.field(default_factory=dict)
+    encoder_weights: str | None = None
+    init_checkpoint: str | None = None  # start from these student weights (fine-tuning); optimizer starts afresh
+    distill: dict = dataclasses.field(default_factory=dict)  # DistillConfig fields
+    steps: int = 2000
+    batch_size: int = 1  # surround sets per step and rank
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    brightness: float = 0.2  # photometric augmentation ranges, shared by the six views of a set
+    contrast: float = 0.2
+    saturation: float = 0.2
+    seed: int = 0
+    # supervision: "lidar_depth" (sparse returns, what real data has) or "depth" (the synthetic world's
+    # dense depth, sky = inf -> no GT): the dense-GT row is an upper bound on what any teacher can add
+    gt_source: str = "lidar_depth"
+    log_every: int = 10
+    ckpt_every: int = 200
+    image_every: int = 200
+    amp: bool = True  # on CUDA only
+    workers: int = 2  # DataLoader worker processes (0: read in the training process)
+    prefetch: int = 4  # batches each worker reads ahead
+    # evaluation while training: held-out dataset specs, scored every eval_every steps (0: never) on at most
+    # eval_sets sets each; the best mean metric abs_rel (lidar) keeps student_best.pt
+    eval: list = dataclasses.field(default_factory=list)
+    eval_every: int = 0
+    eval_sets: int = 8
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        cfg = dataclass_from_dict(cls, d, "training config")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """ConfigError naming the first field whose value has the wrong type or is out of range."""
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), f.default
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, str):
+                ok = isinstance(value, str)
+            else:
+                ok = True
+            if not ok:
+                kind = type(default).__name__
+                raise ConfigError(f"{f.name} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r}")
+        positive = ("steps", "batch_size", "height", "width", "lr", "log_every", "ckpt_every", "image_every",
+                    "prefetch", "eval_sets")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "brightness", "contrast", "saturation", "workers",
+                     "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.train:
+            raise ConfigError("train must list at least one dataset spec")
+        DistillConfig.from_dict(self.distill)  # fail fast on bad loss keys too
+        if self.gt_source not in ("lidar_depth", "depth"):
+            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {self.gt_source!r}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"training config {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a training config is a mapping of keys (config/distill/*.yaml), got "
+                              f"{type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None

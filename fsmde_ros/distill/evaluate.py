@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fsmde_ros.geometry.metrics import (
     MAX_DEPTH_M,
@@ -80,3 +81,26 @@ def write_results(results: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     return path
+
+
+class LiveStudent:
+    """A student being trained, as a DepthPredictor for evaluate(): uint8 images [V,H,W,3] in, depth and its std
+    [V,H,W] metres out, in eval mode for the call (BatchNorm running statistics), then back to training."""
+
+    name = "training student"
+
+    def __init__(self, model, device, height: int, width: int):
+        self._model, self.device = model, device
+        self.views, self.height, self.width = model.config.num_views, height, width
+
+    @torch.inference_mode()
+    def infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        was_training = self._model.training
+        self._model.eval()
+        try:
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255
+            focal = torch.from_numpy(np.asarray(focal_px, np.float32)).to(self.device)
+            d, s = self._model.predict(x[None], focal[None])
+        finally:
+            self._model.train(was_training)
+        return d[0].float().cpu().numpy(), s[0].float().cpu().numpy()

@@ -34,7 +34,8 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
     """Total = sum of weight * term over the enabled terms; returns (total, {term: unweighted float}).
 
     out: the student's forward dict; batch: 'gt' [B,V,H,W] m, 'teacher' [B,V,Ht,Wt] (the CI terms),
-    'teacher_features' [B,V,Ct,ht,wt] (vr_feat); overlap: `overlap_indices` at the feature
+    'teacher_features' [B,V,Ct,ht,wt] (vr_feat), optionally 'generator' (a torch.Generator for the random
+    draws, so that training never depends on the global RNG); overlap: `overlap_indices` at the feature
     resolution (vr_feat). Terms: silog, bins, bin_nll, std_nll, ci_kl, ci_depth, vr_feat.
     """
     depth, gt = out["depth"], batch["gt"]
@@ -47,7 +48,7 @@ def distillation_loss(out: dict[str, torch.Tensor], batch: dict[str, Any], cfg: 
         terms["silog"] = silog_loss(depth, gt, valid, cfg.silog_variance_focus, cfg.silog_per_image)
     if cfg.w_bins > 0:
         terms["bins"] = bin_chamfer_loss(out["centres"], gt, valid, cfg.chamfer_max_points, cfg.chamfer_space,
-                                         directions=cfg.chamfer_directions)
+                                         generator=batch.get("generator"), directions=cfg.chamfer_directions)
     if cfg.w_bin_nll > 0:
         terms["bin_nll"] = bin_nll_loss(log_p, out["centres"], gt, valid)
     if cfg.w_std_nll > 0:

@@ -1,9 +1,16 @@
 """`fsmde distill`: train the surround student by distillation, on one CPU/GPU or many (torchrun).
 
-Determinism and exact resume: the data order is a permutation drawn from (seed, epoch), the
-checkpoint holds the model, optimizer, scheduler, step and RNG states, so `--resume` continues
-to bit-identical weights. Under torchrun each rank takes every world_size-th item of the same
-permutation and DDP all-reduces gradients (gloo on CPU, nccl on GPU).
+Data: each training dataset is packed once into a training cache (train_cache.py: memory-mapped, at the
+training resolution, with the teacher's outputs) and read by DataLoader workers with prefetch and pinned
+memory; a batch holds one rig (loader.RigBatchSampler), and the float conversion and photometric
+augmentation run on the training device. Every eval_every steps the student is scored on held-out sets
+(lidar and, where present, dense GT; metric and median-scaled; cross-view consistency), logged to
+TensorBoard, and the best checkpoint is kept beside the last (student_best.pt).
+
+Determinism and exact resume: the batches are drawn from (seed, epoch) and the augmentation from
+(seed, step, rank); the checkpoint holds the model, optimizer, scheduler, step and RNG states, so
+`--resume` continues to bit-identical weights, with any number of workers. Under torchrun each rank
+takes every world_size-th batch of the same order and DDP all-reduces gradients (gloo / nccl).
 """
 from __future__ import annotations
 
@@ -23,123 +30,20 @@ import torch.distributed as dist
 import yaml
 
 from fsmde_ros.data.surround import CachedDataset
-from fsmde_ros.distill.config import DistillConfig
+from fsmde_ros.distill.config import DistillConfig, TrainConfig
+from fsmde_ros.distill.loader import RigBatchSampler, augment_on_device, make_loader
+from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices
-from fsmde_ros.errors import ConfigError, MissingFileError, dataclass_from_dict
 from fsmde_ros.model.checkpoint import save_student
 from fsmde_ros.model.student import create_student
-from fsmde_ros.paths import DATASET_CACHE_DIR
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pt"
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything `fsmde distill` needs; saved beside every checkpoint (config.yaml)."""
-
-    out_dir: str = "runs/distill"
-    train: list[str] = dataclasses.field(default_factory=lambda: ["synthetic:ddad?seed=0&frames=40&stride=2",
-                                                                  "synthetic:nuscenes?seed=1&frames=40&stride=2"])
-    height: int = 192
-    width: int = 320
-    cache_dir: str = DATASET_CACHE_DIR
-    # "synthetic": each item's own `teacher` (the simulated world's); otherwise the directory given
-    # to `fsmde teach --out`, which holds one cache per dataset (named by the dataset's cache key)
-    teacher: str = "synthetic"
-    student: str = "fsmde_mnv3l"
-    student_overrides: dict = dataclasses.field(default_factory=dict)
-    encoder_weights: str | None = None
-    init_checkpoint: str | None = None  # start from these student weights (fine-tuning); optimizer starts afresh
-    distill: dict = dataclasses.field(default_factory=dict)  # DistillConfig fields
-    steps: int = 2000
-    batch_size: int = 1  # surround sets per step and rank
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    brightness: float = 0.2  # photometric augmentation ranges, shared by the six views of a set
-    contrast: float = 0.2
-    saturation: float = 0.2
-    seed: int = 0
-    # supervision: "lidar_depth" (sparse returns, what real data has) or "depth" (the synthetic world's
-    # dense depth, sky = inf -> no GT): the dense-GT row is an upper bound on what any teacher can add
-    gt_source: str = "lidar_depth"
-    log_every: int = 10
-    ckpt_every: int = 200
-    image_every: int = 200
-    amp: bool = True  # on CUDA only
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        cfg = dataclass_from_dict(cls, d, "training config")
-        cfg.check()
-        return cfg
-
-    def check(self) -> None:
-        """ConfigError naming the first field whose value has the wrong type or is out of range."""
-        for f in dataclasses.fields(self):
-            value, default = getattr(self, f.name), f.default
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            elif isinstance(default, str):
-                ok = isinstance(value, str)
-            else:
-                ok = True
-            if not ok:
-                kind = type(default).__name__
-                raise ConfigError(f"{f.name} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r}")
-        positive = ("steps", "batch_size", "height", "width", "lr", "log_every", "ckpt_every", "image_every")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "weight_decay", "grad_clip", "brightness", "contrast", "saturation"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not self.train:
-            raise ConfigError("train must list at least one dataset spec")
-        DistillConfig.from_dict(self.distill)  # fail fast on bad loss keys too
-        if self.gt_source not in ("lidar_depth", "depth"):
-            raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {self.gt_source!r}")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"training config {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a training config is a mapping of keys (config/distill/*.yaml), got "
-                              f"{type(data).__name__}")
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-
-
 def _world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
-
-def _photometric(images: torch.Tensor, gen: torch.Generator, cfg: TrainConfig) -> torch.Tensor:
-    """The same brightness/contrast/saturation change for all views of a set: [V,3,H,W] in [0,1]."""
-    def factor(r):
-        return 1.0 + (torch.rand((), generator=gen).item() * 2 - 1) * r
-
-    b, c, s = factor(cfg.brightness), factor(cfg.contrast), factor(cfg.saturation)
-    x = images * b
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * c + mean
-    gray = x.mean(dim=1, keepdim=True)
-    return ((x - gray) * s + gray).clamp(0, 1)
 
 
 class Trainer:
@@ -176,6 +80,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
         self.step = 0
         self.writer = None
+        self.caches: list[TrainCache] | None = None
+        # time the loop waited for batches / spent in all, after the first batch of a run (loader_start_s [s])
+        self.data_wait_s = self.step_s = self.loader_start_s = 0.0
+        self.best: dict[str, Any] | None = None
+        self.eval_datasets = [CachedDataset(spec, cfg.height, cfg.width, cfg.cache_dir) for spec in cfg.eval]
 
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 5 % of the peak."""
@@ -185,48 +94,55 @@ class Trainer:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     # -- data --------------------------------------------------------------------------------------
-    def _order(self, epoch: int) -> list[int]:
-        return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.index)).tolist()
+    def _train_cache_dir(self, d: int) -> Path:
+        teacher = "synthetic" if self.teacher_caches is None else hashlib.sha256(
+            str(Path(self.cfg.teacher).expanduser().resolve()).encode()).hexdigest()[:8]
+        return Path(self.cfg.cache_dir).expanduser() / "train" / f"{self.datasets[d].key}-{teacher}"
 
-    def _sample_ids(self, step: int) -> list[int]:
-        """The global item ids of this rank for `step` (deterministic: resume needs no iterator state)."""
-        per_step = self.cfg.batch_size * self.world
-        first = step * per_step + self.rank * self.cfg.batch_size
-        ids = []
-        for k in range(first, first + self.cfg.batch_size):
-            epoch, pos = divmod(k, len(self.index))
-            ids.append(self._order(epoch)[pos])
-        return ids
+    def _source_item(self, d: int, i: int) -> dict[str, Any]:
+        """Set i of dataset d with the teacher's outputs, as the training cache stores it."""
+        item = self.datasets[d].base[i]
+        if self.teacher_caches is not None:
+            cached = self.teacher_caches[d][i]
+            item["teacher"] = cached["relative"]
+            item["teacher_features"] = cached.get("features")
+        return item
 
-    def _batch(self, step: int) -> dict[str, Any]:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101 + self.rank)
-        items = []
-        for gid in self._sample_ids(step):
-            d, i = self.index[gid]
-            item = self.datasets[d][i]
-            if self.teacher_caches is not None:
-                cached = self.teacher_caches[d][i]
-                item["teacher"] = cached["relative"]
-                if cached.get("features") is not None:
-                    item["teacher_features"] = cached["features"]
-            items.append((self.datasets[d], item))
-        rigs = {ds.rig.name for ds, _ in items}
-        if len(rigs) > 1:  # one rig per batch: overlaps and focal lengths are per rig
-            items = [it for it in items if it[0].rig.name == items[0][0].rig.name]
-        ds = items[0][0]
-        images = torch.stack([_photometric(torch.from_numpy(it["images"]).permute(0, 3, 1, 2).float() / 255, gen, self.cfg)
-                              for _, it in items])
-        batch = {
-            "images": images,
-            "focal_px": torch.stack([torch.from_numpy(it["K"][:, 0, 0]).float() for _, it in items]),
-            "gt": torch.stack([torch.from_numpy(np.nan_to_num(it[self.cfg.gt_source], nan=0.0, posinf=0.0)).float()
-                               for _, it in items]),
-            "rig": ds.rig,
-        }
-        for key in ("teacher", "teacher_features"):
-            if all(key in it for _, it in items):
-                batch[key] = torch.stack([torch.from_numpy(np.asarray(it[key], dtype=np.float32)) for _, it in items])
-        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def prepare_data(self, progress: bool = True) -> list[TrainCache]:
+        """Build (or reuse) one training cache per dataset; says how many sets, how large, how long it took."""
+        if self.caches is None:
+            self.caches = []
+            for d, ds in enumerate(self.datasets):
+                describe = {"spec": ds.spec, "height": self.cfg.height, "width": self.cfg.width,
+                            "dataset_key": ds.key, "teacher": self.cfg.teacher}
+                self.caches.append(build_train_cache(self._train_cache_dir(d), len(ds),
+                                                     lambda i, d=d: self._source_item(d, i), describe, progress))
+            log.info("training cache: %s (%s)", describe_size(self.caches),
+                     ", ".join(str(c.dir) for c in self.caches))
+        return self.caches
+
+    def batches(self, end: int):
+        """This rank's batches from self.step to end: (dataset index, batch dict on the device, augmented)."""
+        caches = self.prepare_data(progress=False)
+        sampler = RigBatchSampler([len(c) for c in caches], self.cfg.batch_size, self.cfg.seed, self.rank, self.world,
+                                  start_step=self.step, end_step=end)
+        loader = make_loader(caches, sampler, self.cfg.workers, pin_memory=self.device.type == "cuda",
+                             gt_source=self.cfg.gt_source, prefetch=self.cfg.prefetch)
+        for raw in loader:
+            step, d = int(raw.pop("step")), int(raw.pop("dataset"))
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step * 101 + self.rank)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in raw.items()}
+            for k in ("teacher", "teacher_features"):
+                if k in batch:
+                    batch[k] = batch[k].float()
+            images = batch.pop("images")
+            batch["images"] = augment_on_device(images, gen, self.cfg.brightness, self.cfg.contrast, self.cfg.saturation)
+            batch["focal_px"] = batch["K"][:, :, 0, 0]
+            batch["rig"] = self.datasets[d].rig
+            # the losses' random draws (the chamfer's GT subset) come from (seed, step, rank) too, never from the
+            # global RNG: what rank 0 alone does (building the cache, logging) would otherwise shift it on resume
+            batch["generator"] = torch.Generator(self.device).manual_seed(self.cfg.seed * 7_000_003 + step * 131 + self.rank)
+            yield batch
 
     def _overlap(self, rig, h: int, w: int):
         key = f"{rig.name}:{h}x{w}"
@@ -293,9 +209,20 @@ class Trainer:
 
     def _loop(self, end: int, bar) -> None:
         self._terms: dict[str, float] = {}
+        batches = self.batches(end)
+        first = True
         while self.step < end:
-            batch = self._batch(self.step)
+            t0 = time.perf_counter()
+            batch = next(batches)
+            t1 = time.perf_counter()
             total, terms, out = self.train_step(batch)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # so that the wait below is the loader's, not the GPU's queue
+            if first:  # the first batch waits for the workers to start: counted apart
+                self.loader_start_s, first = t1 - t0, False
+            else:
+                self.data_wait_s += t1 - t0
+                self.step_s += time.perf_counter() - t0
             self._terms = terms
             bar.update(1)
             if self.rank == 0 and self.step % self.cfg.log_every == 0:
@@ -304,10 +231,43 @@ class Trainer:
                     for k, v in terms.items():
                         self.writer.add_scalar(f"loss/{k}", v, self.step)
                     self.writer.add_scalar("lr", self.sched.get_last_lr()[0], self.step)
+                    self.writer.add_scalar("data/wait_fraction", self.data_wait_s / max(self.step_s, 1e-9), self.step)
             if self.rank == 0 and self.writer and self.step % self.cfg.image_every == 0:
                 self._log_images(batch, out)
             if self.rank == 0 and self.step % self.cfg.ckpt_every == 0:
                 self.save()
+            if self.rank == 0 and self.cfg.eval_every and self.eval_datasets and self.step % self.cfg.eval_every == 0:
+                self.evaluate_now()
+
+    def evaluate_now(self) -> dict[str, float]:
+        """Score the student on the held-out sets, log to TensorBoard, keep student_best.pt on a new best."""
+        from fsmde_ros.distill.evaluate import LiveStudent, evaluate
+
+        predictor = LiveStudent(self.model, self.device, self.cfg.height, self.cfg.width)
+        scores = {}
+        for ds in self.eval_datasets:
+            dense = "depth" in ds[0]
+            for gt in ("lidar", "dense") if dense else ("lidar",):
+                r = evaluate(predictor, ds, dense_gt=gt == "dense", limit=self.cfg.eval_sets, progress=False)
+                tag = f"{ds.rig.name}_{ds.key[:6]}"
+                scores[f"eval/{tag}/{gt}_abs_rel"] = r["metric"]["abs_rel"]
+                scores[f"eval/{tag}/{gt}_abs_rel_median_scaled"] = r["median_scaled"]["abs_rel"]
+                if gt == "lidar":
+                    scores[f"eval/{tag}/cross_view_rel"] = r["consistency"]["rel"]
+        lidar = [v for k, v in scores.items() if k.endswith("/lidar_abs_rel")]
+        scores["eval/mean_lidar_abs_rel"] = float(np.mean(lidar))
+        if self.writer:
+            for k, v in scores.items():
+                self.writer.add_scalar(k, v, self.step)
+        if self.best is None or scores["eval/mean_lidar_abs_rel"] < self.best["eval/mean_lidar_abs_rel"]:
+            self.best = {"step": self.step, **scores}
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_student(self.model, self.out / "student_best.pt",
+                         extra={"step": self.step, "height": self.cfg.height, "width": self.cfg.width, "eval": scores})
+            (self.out / "best.json").write_text(json.dumps(self.best, indent=2))
+        log.info("step %d: held-out mean lidar abs_rel %.4f (best %.4f at step %d)", self.step,
+                 scores["eval/mean_lidar_abs_rel"], self.best["eval/mean_lidar_abs_rel"], self.best["step"])
+        return scores
 
     def train_step(self, batch: dict[str, Any]):
         """One optimisation step on `batch`: (total loss, loss terms, model outputs)."""
@@ -345,22 +305,26 @@ class Trainer:
                               self.step, dataformats="HWC")
 
 
-def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
-    """Train with cfg (under torchrun when WORLD_SIZE > 1) and return the checkpoint path."""
+def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = True, until: int | None = None) -> Path:
+    """Train with cfg (under torchrun when WORLD_SIZE > 1) until `until` (default cfg.steps; the schedule is
+    cfg.steps either way) and return the checkpoint path."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     trainer = Trainer(cfg)
     if trainer.rank == 0:
-        for ds in trainer.datasets:
-            ds.warm(progress)
+        trainer.prepare_data(progress)
+        print(f"[distill] training cache: {describe_size(trainer.caches)} "
+              f"({', '.join(str(c.dir) for c in trainer.caches)})", flush=True)
     if dist.is_initialized():
         dist.barrier()
     if resume:
         trainer.resume()
     start = time.monotonic()
-    terms = trainer.train(progress=progress)
+    terms = trainer.train(steps=until, progress=progress)
     if trainer.rank == 0:
-        summary = {"steps": trainer.step, "seconds": time.monotonic() - start, "last_terms": terms}
+        summary = {"steps": trainer.step, "seconds": time.monotonic() - start, "last_terms": terms,
+                   "data_wait_fraction": trainer.data_wait_s / max(trainer.step_s, 1e-9),
+                   "training_cache": describe_size(trainer.caches), "best": trainer.best}
         (trainer.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     if dist.is_initialized():
         digest = hashlib.sha256()

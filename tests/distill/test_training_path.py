@@ -28,7 +28,7 @@ def _weights(path):
 def test_a_few_steps_lower_the_loss_on_a_tiny_synthetic_set(cfg):
     torch.manual_seed(0)
     trainer = Trainer(cfg)
-    batch = trainer._batch(0)
+    batch = next(trainer.batches(1))
     from fsmde_ros.distill.losses import distillation_loss
 
     def loss():
@@ -58,17 +58,32 @@ def test_resume_continues_to_identical_weights(tmp_path):
     assert saved["steps"] == 6 and saved["height"] == 64
 
 
-def test_two_process_ddp_keeps_weights_identical(tmp_path):
-    cfg = {**TINY, "steps": 3, "out_dir": str(tmp_path / "ddp"), "cache_dir": str(tmp_path / "cache")}
-    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
+def _torchrun(tmp_path, cfg, name, *extra):
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           str(29500 + os.getpid() % 1000), "-m", "fsmde_ros", "distill", "--config",
-                           str(tmp_path / "ddp.yaml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                           str(29500 + (os.getpid() + len(name)) % 1000), "-m", "fsmde_ros", "distill", "--config",
+                           str(tmp_path / f"{name}.yaml"), *extra], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_two_process_ddp_keeps_weights_identical_and_resumes_exactly(tmp_path):
+    """Two ranks, two loader workers each: the ranks stay identical, and a run stopped at step 2 and resumed ends
+    with the weights of the run that went straight through."""
+    base = {**TINY, "steps": 4, "workers": 2, "cache_dir": str(tmp_path / "cache")}
+    _torchrun(tmp_path, {**base, "out_dir": str(tmp_path / "ddp")}, "straight")
     digests = [(tmp_path / "ddp" / f"params_rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
-    assert read_checkpoint(tmp_path / "ddp" / "student.pt")["extra"]["step"] == 3
+    assert read_checkpoint(tmp_path / "ddp" / "student.pt")["extra"]["step"] == 4
+    cut = {**base, "out_dir": str(tmp_path / "cut")}
+    _torchrun(tmp_path, cut, "first_half", "--until", "2")   # stopped at step 2, as a time-sliced job is
+    assert read_checkpoint(tmp_path / "cut" / "student.pt")["extra"]["step"] == 2
+    _torchrun(tmp_path, cut, "resumed")
+    a, b = _weights(tmp_path / "ddp" / "student.pt"), _weights(tmp_path / "cut" / "student.pt")
+    assert read_checkpoint(tmp_path / "cut" / "student.pt")["extra"]["step"] == 4
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=f"{k} differs after resume")
 
 
 def test_config_with_an_unknown_key_is_refused(tmp_path):
@@ -153,8 +168,8 @@ def test_shipped_recipes_load_and_chain(tmp_path):
 
 def test_dense_gt_source_supervises_every_pixel_with_depth(tmp_path):
     base = {**TINY, "cache_dir": str(tmp_path / "cache"), "out_dir": str(tmp_path / "run")}
-    lidar = Trainer(TrainConfig.from_dict(base))._batch(0)["gt"]
-    dense = Trainer(TrainConfig.from_dict({**base, "gt_source": "depth"}))._batch(0)["gt"]
+    lidar = next(Trainer(TrainConfig.from_dict(base)).batches(1))["gt"]
+    dense = next(Trainer(TrainConfig.from_dict({**base, "gt_source": "depth"})).batches(1))["gt"]
     assert torch.isfinite(dense).all()  # sky (inf) becomes 0 = no GT
     assert (dense > 0).sum() > 2 * (lidar > 0).sum()  # (at 64x96 the 32 beams cover a third of the pixels)
     both = (lidar > 0) & (dense > 0)

@@ -1,0 +1,116 @@
+"""Batches for the trainer: one rig a batch, sharded across ranks, deterministic, prefetched by workers.
+
+`RigBatchSampler` decides which sets make step s's batch on rank r from (seed, epoch) alone, so a resumed
+run needs no iterator state and continues exactly: an epoch shuffles each dataset, cuts it into batches
+of batch_size (the last one filled from the start of the same shuffle, so every batch is full and of one
+rig), shuffles the batches, and pads the list to a multiple of world_size; global batch k = s * world + r.
+`SurroundBatches` reads a batch from the training caches (train_cache.py) as uint8 and float arrays; the
+float conversion and the photometric augmentation run on the training device (`augment_on_device`).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from fsmde_ros.distill.train_cache import TrainCache
+
+
+class RigBatchSampler(torch.utils.data.Sampler):
+    """Yields (step, dataset index, [item indices]) for this rank from start_step to end_step (see the module doc)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 start_step: int = 0, end_step: int | None = None):
+        if not lengths or min(lengths) < 1:
+            raise ValueError(f"every dataset needs at least one set, got lengths {list(lengths)}")
+        if batch_size < 1 or not 0 <= rank < world:
+            raise ValueError(f"need batch_size >= 1 and 0 <= rank < world, got {batch_size}, {rank}, {world}")
+        self.lengths, self.batch_size, self.seed = [int(n) for n in lengths], int(batch_size), int(seed)
+        self.rank, self.world, self.start_step, self.end_step = rank, world, int(start_step), end_step
+        self._cache: tuple[int, list[tuple[int, list[int]]]] | None = None
+        self.batches_per_epoch = len(self.epoch_batches(0))
+
+    def epoch_batches(self, epoch: int) -> list[tuple[int, list[int]]]:
+        """All batches of one epoch, every rank's: [(dataset, [item, ...])], batch k for global batch k."""
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for d, n in enumerate(self.lengths):
+            perm = rng.permutation(n).tolist()
+            padded = perm + (perm * self.batch_size)[: (-n) % self.batch_size]  # fill the last batch from the start
+            batches += [(d, padded[k:k + self.batch_size]) for k in range(0, len(padded), self.batch_size)]
+        batches = [batches[k] for k in rng.permutation(len(batches))]
+        batches += batches[: (-len(batches)) % self.world]  # every rank gets the same number of steps
+        self._cache = (epoch, batches)
+        return batches
+
+    def batch(self, step: int, rank: int | None = None) -> tuple[int, list[int]]:
+        """(dataset, items) of `step` on `rank` (default this sampler's)."""
+        k = step * self.world + (self.rank if rank is None else rank)
+        epoch, pos = divmod(k, self.batches_per_epoch)
+        return self.epoch_batches(epoch)[pos]
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
+        step = self.start_step
+        while self.end_step is None or step < self.end_step:
+            yield (step, *self.batch(step))
+            step += 1
+
+    def __len__(self) -> int:
+        return max(0, (self.end_step or 0) - self.start_step)
+
+
+class SurroundBatches(torch.utils.data.Dataset):
+    """dataset[(step, d, items)] -> one batch of dataset d's training cache as tensors (CPU, pinned by the loader):
+    images uint8 [B,V,H,W,3], K float32 [B,V,3,3], gt float32 [B,V,H,W] (0 = no GT), teacher and teacher_features
+    float16 as stored (half the bytes to pin and copy; the trainer widens them on the device). Only those keys
+    are read."""
+
+    def __init__(self, caches: Sequence[TrainCache], gt_source: str = "lidar_depth"):
+        self.caches, self.gt_source = list(caches), gt_source
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.caches)
+
+    def __getitem__(self, key: tuple[int, int, list[int]]) -> dict[str, Any]:
+        step, d, items = key
+        keys = ("images", "K", self.gt_source, "teacher", "teacher_features")
+        sets = [self.caches[d].item(i, keys) for i in items]
+        batch = {"step": step, "dataset": d,
+                 "images": torch.from_numpy(np.stack([s["images"] for s in sets])),
+                 "K": torch.from_numpy(np.stack([s["K"] for s in sets]).astype(np.float32)),
+                 "gt": torch.from_numpy(np.stack([np.nan_to_num(s[self.gt_source], nan=0.0, posinf=0.0)
+                                                  for s in sets]).astype(np.float32))}
+        for key_name in ("teacher", "teacher_features"):
+            if all(key_name in s for s in sets):
+                batch[key_name] = torch.from_numpy(np.stack([s[key_name] for s in sets]))
+        return batch
+
+
+def make_loader(caches: Sequence[TrainCache], sampler: RigBatchSampler, workers: int, pin_memory: bool,
+                gt_source: str = "lidar_depth", prefetch: int = 4) -> torch.utils.data.DataLoader:
+    """Worker processes read (and pin) the next `prefetch` batches per worker while the step runs."""
+    return torch.utils.data.DataLoader(
+        SurroundBatches(caches, gt_source), sampler=sampler, batch_size=None, num_workers=workers,
+        pin_memory=pin_memory, prefetch_factor=prefetch if workers > 0 else None,
+        persistent_workers=False)
+
+
+def augment_on_device(images_u8: torch.Tensor, gen: torch.Generator, brightness: float, contrast: float,
+                      saturation: float) -> torch.Tensor:
+    """uint8 [B,V,H,W,3] on the device -> float [B,V,3,H,W] in [0,1], each set with one brightness / contrast /
+    saturation change for all its views (factors drawn on the CPU from `gen`: the same on any device)."""
+    x = images_u8.permute(0, 1, 4, 2, 3).float() / 255
+    b = len(x)
+
+    def factors(r):
+        return (1.0 + (torch.rand(b, generator=gen) * 2 - 1) * r).to(x.device).view(b, 1, 1, 1, 1)
+
+    fb, fc, fs = factors(brightness), factors(contrast), factors(saturation)
+    x = x * fb
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    x = (x - mean) * fc + mean
+    gray = x.mean(dim=2, keepdim=True)
+    return ((x - gray) * fs + gray).clamp(0, 1)
