@@ -113,7 +113,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.json:
         print(f"[eval] wrote {write_results(results, args.json)}")
-    if args.plot:
+    if args.plot and results["uncertainty"] is None:
+        print(f"[eval] no sparsification plot: no image has two pixels with valid ground truth ({args.plot} not "
+              "written)")
+    elif args.plot:
         import cv2
 
         from fsmde_ros.app.figures import sparsification_figure

@@ -47,10 +47,14 @@ def evaluate(backend: DepthPredictor, dataset, max_depth: float | None = None, m
         sparsification.update(depth, std, gt)
         consistency.append(cross_view_consistency(depth, rig, max_depth=max_depth))
     pairs = [p for c in consistency for p in c["pairs"].values() if p["pixels"]]
+    try:
+        uncertainty = sparsification.result()
+    except ValueError:  # no image with two or more GT pixels: nothing to rank (a very sparse lidar)
+        uncertainty = None
     return {
         "rig": rig.name, "sets": n, "backend": backend.name, "min_depth": min_depth, "max_depth": max_depth,
         "gt": "dense" if dense_gt else "lidar",
-        "metric": metric.result(), "median_scaled": scaled.result(), "uncertainty": sparsification.result(),
+        "metric": metric.result(), "median_scaled": scaled.result(), "uncertainty": uncertainty,
         "consistency": {"abs_m": float(np.mean([p["abs_m"] for p in pairs])) if pairs else float("nan"),
                         "rel": float(np.mean([p["rel"] for p in pairs])) if pairs else float("nan")},
     }

@@ -248,13 +248,19 @@ class Trainer:
         for ds in self.eval_datasets:
             dense = "depth" in ds[0]
             for gt in ("lidar", "dense") if dense else ("lidar",):
-                r = evaluate(predictor, ds, dense_gt=gt == "dense", limit=self.cfg.eval_sets, progress=False)
                 tag = f"{ds.rig.name}_{ds.key[:6]}"
+                try:
+                    r = evaluate(predictor, ds, dense_gt=gt == "dense", limit=self.cfg.eval_sets, progress=False)
+                except ValueError as exc:  # e.g. no GT in the first eval_sets sets: say so, keep training
+                    log.warning("held-out %s (%s GT) not scored: %s", ds.spec, gt, exc)
+                    continue
                 scores[f"eval/{tag}/{gt}_abs_rel"] = r["metric"]["abs_rel"]
                 scores[f"eval/{tag}/{gt}_abs_rel_median_scaled"] = r["median_scaled"]["abs_rel"]
                 if gt == "lidar":
                     scores[f"eval/{tag}/cross_view_rel"] = r["consistency"]["rel"]
         lidar = [v for k, v in scores.items() if k.endswith("/lidar_abs_rel")]
+        if not lidar:
+            return scores
         scores["eval/mean_lidar_abs_rel"] = float(np.mean(lidar))
         if self.writer:
             for k, v in scores.items():

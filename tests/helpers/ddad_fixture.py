@@ -185,7 +185,26 @@ def _intrinsics_json(K: np.ndarray | None) -> dict:
     return fields
 
 
-def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int = 1) -> DDADFixture:
+def scaled_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """K of an image resized by (sx, sy), pixel centres at integers (the fixture's own maths)."""
+    K = np.array(K, dtype=np.float64)
+    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    K[0, 2], K[1, 2] = sx * (K[0, 2] + 0.5) - 0.5, sy * (K[1, 2] + 0.5) - 0.5
+    return K
+
+
+def smooth_image(rng, height: int, width: int) -> np.ndarray:
+    """A random RGB image of the fixture's size, enlarged (smooth: small as PNG or JPEG at native sizes)."""
+    img = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    return img if (height, width) == (HEIGHT, WIDTH) else cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int = 1,
+                       size: tuple[int, int] | None = None) -> DDADFixture:
+    """size: (width, height) of the images, default the fixture's 96x64 (the intrinsics scale with it; the 3-D
+    points are the same, so the check pixels scale too). DDAD's own is (1936, 1216)."""
+    width, height = size or (WIDTH, HEIGHT)
+    sx, sy = width / WIDTH, height / HEIGHT
     base = Path(base)
     root = base / "raw_data"
     root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +218,7 @@ def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int 
 
     names = list(CAMERAS) + [LIDAR]
     calib = {"names": names,
-             "intrinsics": [_intrinsics_json(K_of(n)) for n in CAMERAS] + [_intrinsics_json(None)],
+             "intrinsics": [_intrinsics_json(scaled_K(K_of(n), sx, sy)) for n in CAMERAS] + [_intrinsics_json(None)],
              "extrinsics": [ext_json[n] for n in CAMERAS] + [lidar_ext]}
     calib_key = sha1(calib)
 
@@ -224,7 +243,7 @@ def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int 
                 for cam, u, v, z in CHECKS + [OCCLUDED, BODY_POINT, BEHIND_POINT]:
                     if cam == name:
                         points_world.append(apply(pose_wc, pixel_to_camera(cam, u, v, z)))
-                img = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+                img = smooth_image(rng, height, width)
                 rel = f"rgb/{name}/{t_c_us}.png"
                 (sdir / rel).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(sdir / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -234,7 +253,7 @@ def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int 
                 ident = {"log": "fixture-log", "name": name, "timestamp": iso(t_c_us), "index": str(k)}
                 key = sha1(ident)
                 data.append({"id": ident, "key": key, "next_key": "", "prev_key": "",
-                             "datum": {"image": {"filename": rel, "height": HEIGHT, "width": WIDTH, "channels": 3,
+                             "datum": {"image": {"filename": rel, "height": height, "width": width, "channels": 3,
                                                  "annotations": {}, "metadata": {}, "pose": pose_json}}})
                 keys.append(key)
             pts_sensor = np.array([apply(inv(pose_ws), p) for p in points_world])
@@ -263,8 +282,8 @@ def write_ddad_fixture(base: str | Path, val_frames: int = 2, train_frames: int 
         fx.scene_json[scene] = path
         splits[split_id] = {"filenames": [f"{scene}/{path.name}"]}
         for name in CAMERAS:  # SurroundDepth mask layout
-            mask = np.zeros((HEIGHT, WIDTH), np.uint8)
-            mask[BODY_ROWS_FROM:] = 255
+            mask = np.zeros((height, width), np.uint8)
+            mask[int(round(BODY_ROWS_FROM * sy)):] = 255
             mpath = fx.mask_dir / name / scene / "mask.png"
             mpath.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(mpath), mask)

@@ -35,6 +35,7 @@ from tests.helpers.ddad_fixture import (
     rot_x,
     rot_y,
     rot_z,
+    scaled_K,
 )
 
 VERSION = "v1.0-mini"
@@ -131,7 +132,11 @@ class NuScenesFixture:
     lidar_ego: dict  # (scene, k) -> [N,3] points in the ego frame at lidar time (float32 file precision)
 
 
-def write_nuscenes_fixture(root: str | Path) -> NuScenesFixture:
+def write_nuscenes_fixture(root: str | Path, size: tuple[int, int] | None = None) -> NuScenesFixture:
+    """size: (width, height) of the images, default the fixture's 96x64 (the intrinsics scale with it; the 3-D
+    points are the same). nuScenes' own is (1600, 900)."""
+    width, height = size or (WIDTH, HEIGHT)
+    sx, sy = width / WIDTH, height / HEIGHT
     root = Path(root)
     tables = root / VERSION
     tables.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,7 @@ def write_nuscenes_fixture(root: str | Path) -> NuScenesFixture:
         q = quat_wxyz_from_matrix(T[:3, :3])
         calibrated.append({"token": token("cs", ch), "sensor_token": token("sensor", ch),
                            "translation": [float(x) for x in T[:3, 3]], "rotation": list(q),
-                           "camera_intrinsic": [] if ch == LIDAR else K_of(ch).tolist()})
+                           "camera_intrinsic": [] if ch == LIDAR else scaled_K(K_of(ch), sx, sy).tolist()})
     logs, scenes, samples, sample_data, ego_poses = [], [], [], [], []
     clock = 0
     for scene_name, description, n in SCENES:
@@ -186,6 +191,8 @@ def write_nuscenes_fixture(root: str | Path) -> NuScenesFixture:
                             points_global.append(apply(E @ T_ec[ch], pixel_to_camera(cam, u, v, z)))
                     img = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
                     img = cv2.GaussianBlur(img, (5, 5), 1.0)  # JPEG-friendly
+                    if (height, width) != (HEIGHT, WIDTH):
+                        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
                     (root / filename).parent.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(root / filename), cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -194,7 +201,7 @@ def write_nuscenes_fixture(root: str | Path) -> NuScenesFixture:
                 sample_data.append({"token": sd_token, "sample_token": s_tokens[k], "ego_pose_token": ep_token,
                                     "calibrated_sensor_token": token("cs", ch), "timestamp": t_us,
                                     "fileformat": "pcd" if ch == LIDAR else "jpg", "is_key_frame": True,
-                                    "height": 0 if ch == LIDAR else HEIGHT, "width": 0 if ch == LIDAR else WIDTH,
+                                    "height": 0 if ch == LIDAR else height, "width": 0 if ch == LIDAR else width,
                                     "filename": filename, "prev": prev_sd.get(ch, ""), "next": ""})
                 if ch in prev_sd:
                     next(r for r in sample_data if r["token"] == prev_sd[ch])["next"] = sd_token
