@@ -42,7 +42,8 @@ class RigBatchSampler(torch.utils.data.Sampler):
             padded = perm + (perm * self.batch_size)[: (-n) % self.batch_size]  # fill the last batch from the start
             batches += [(d, padded[k:k + self.batch_size]) for k in range(0, len(padded), self.batch_size)]
         batches = [batches[k] for k in rng.permutation(len(batches))]
-        batches += batches[: (-len(batches)) % self.world]  # every rank gets the same number of steps
+        pad = (-len(batches)) % self.world  # every rank gets the same number of steps
+        batches += [batches[k % len(batches)] for k in range(pad)]
         self._cache = (epoch, batches)
         return batches
 

@@ -35,6 +35,7 @@ from fsmde_ros.distill.loader import RigBatchSampler, augment_on_device, make_lo
 from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices
+from fsmde_ros.errors import ConfigError
 from fsmde_ros.model.checkpoint import save_student
 from fsmde_ros.model.student import create_student
 
@@ -54,6 +55,8 @@ class Trainer:
         self.rank, self.world = _world()
         self.device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
                                               if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # each rank's own GPU (pinned-memory threads included)
         self.out = Path(cfg.out_dir)
         self.loss_cfg = DistillConfig.from_dict(cfg.distill)
         torch.manual_seed(cfg.seed)
@@ -117,6 +120,10 @@ class Trainer:
                             "dataset_key": ds.key, "teacher": self.cfg.teacher}
                 self.caches.append(build_train_cache(self._train_cache_dir(d), len(ds),
                                                      lambda i, d=d: self._source_item(d, i), describe, progress))
+            for c, ds in zip(self.caches, self.datasets):
+                if self.cfg.gt_source not in c.keys:
+                    raise ConfigError(f"gt_source {self.cfg.gt_source!r}: {ds.spec} has no such key "
+                                      f"(it has {', '.join(c.keys)}); dense 'depth' exists for synthetic data only")
             log.info("training cache: %s (%s)", describe_size(self.caches),
                      ", ".join(str(c.dir) for c in self.caches))
         return self.caches
@@ -177,6 +184,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"].cpu())
         self.step = int(state["step"])
+        if (self.out / "best.json").exists():  # a later evaluation must beat the best so far, not replace it
+            self.best = json.loads((self.out / "best.json").read_text())
         log.info("resumed %s at step %d", self.out, self.step)
         return True
 
@@ -259,13 +268,15 @@ class Trainer:
                 if gt == "lidar":
                     scores[f"eval/{tag}/cross_view_rel"] = r["consistency"]["rel"]
         lidar = [v for k, v in scores.items() if k.endswith("/lidar_abs_rel")]
-        if not lidar:
-            return scores
-        scores["eval/mean_lidar_abs_rel"] = float(np.mean(lidar))
+        if lidar:
+            scores["eval/mean_lidar_abs_rel"] = float(np.mean(lidar))
         if self.writer:
             for k, v in scores.items():
                 self.writer.add_scalar(k, v, self.step)
-        if self.best is None or scores["eval/mean_lidar_abs_rel"] < self.best["eval/mean_lidar_abs_rel"]:
+        mean = scores.get("eval/mean_lidar_abs_rel", float("nan"))
+        if not np.isfinite(mean):
+            return scores
+        if self.best is None or mean < self.best["eval/mean_lidar_abs_rel"]:
             self.best = {"step": self.step, **scores}
             self.out.mkdir(parents=True, exist_ok=True)
             save_student(self.model, self.out / "student_best.pt",
@@ -315,7 +326,10 @@ def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = Tru
     """Train with cfg (under torchrun when WORLD_SIZE > 1) until `until` (default cfg.steps; the schedule is
     cfg.steps either way) and return the checkpoint path."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        import datetime
+
+        # rank 0 alone builds the training caches and evaluates: the others wait at a barrier that long
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=datetime.timedelta(hours=4))
     trainer = Trainer(cfg)
     if trainer.rank == 0:
         trainer.prepare_data(progress)

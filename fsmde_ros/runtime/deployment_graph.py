@@ -38,7 +38,7 @@ from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 2  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_VERSION = 3  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
@@ -157,16 +157,18 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     # full-resolution pixels are never transposed; the rest works on the pooled images. (One pool over the
     # stacked cameras: ONNX Runtime splits a pool over its N x C planes, so one camera at a time uses one core.)
     pw, ph = plan.pooled
-    cams = [b.op("Reshape", CAMERA_INPUT.format(i), b.const([1, 1, in_h, in_w, 3], np.int64)) for i in range(V)]
-    x = b.op("Cast", b.op("Concat", *cams, axis=0) if V > 1 else cams[0], to=TensorProto.FLOAT)
+    # uint8 only where it enters and leaves (TensorRT takes uint8 at the network I/O and in casts only)
+    cams = [b.op("Reshape", b.op("Cast", CAMERA_INPUT.format(i), to=TensorProto.FLOAT),
+                 b.const([1, 1, in_h, in_w, 3], np.int64)) for i in range(V)]
+    x = b.op("Concat", *cams, axis=0) if V > 1 else cams[0]
     if (plan.kx, plan.ky) != (1, 1):  # the floor of the pool drops the k-1 last rows / columns at most
         x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx, 1], strides=[plan.ky, plan.kx, 1])
     x = b.op("Transpose", b.op("Reshape", x, b.const([V, ph, pw, 3], np.int64)), perm=[0, 3, 1, 2])
     if (pw, ph) != (w, h):
         x = b.op("Resize", x, "", "", b.const([V, 3, h, w], np.int64), mode="linear",
                  coordinate_transformation_mode="half_pixel")
-    x = b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0))
-    images = b.op("Transpose", b.op("Cast", x, to=TensorProto.UINT8), perm=[0, 2, 3, 1], out="images")
+    x = b.op("Transpose", b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0)), perm=[0, 2, 3, 1])  # [V,h,w,3]
+    images = b.op("Cast", x, to=TensorProto.UINT8, out="images")
     b.op("Identity", images, out=STUDENT + "images")
     fx = b.op("Reshape", b.slice("K", [0, 0], [1, 1], [1, 2]), b.const([V], np.int64))
     b.op("Identity", fx, out=STUDENT + "focal_px")
@@ -208,8 +210,7 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     xyz = b.op("Add", b.op("Mul", rays, b.op("Reshape", ds, b.const([V, P, 1], np.int64))),
                b.op("Transpose", t, perm=[0, 2, 1]))                     # [V,P,3]
     b.op("Reshape", xyz, b.const([V, hs, ws, 3], np.int64), out="cloud_xyz")
-    b.op("Slice", images, b.const([0, 0], np.int64), b.const([h, w], np.int64), b.const([1, 2], np.int64),
-         b.const([s, s], np.int64), out="cloud_rgb")
+    b.op("Cast", b.slice(x, [0, 0], [h, w], [1, 2], [s, s]), to=TensorProto.UINT8, out="cloud_rgb")
     if overlap == "nearest_axis":
         keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, P, hs, ws, h, w)))
     b.op("Identity", keep, out="cloud_valid")
@@ -260,12 +261,11 @@ def _claimed(b: _Builder, xyz: str, keep: str, cos_axis: str, V: int, P: int, hs
     seen = b.op("And", b.op("And", inside[0], inside[1]), b.op("And", inside[2], inside[3]))
     cos = b.op("Div", z, b.op("Sqrt", b.op("ReduceSum", b.op("Mul", p, p), b.const([3], np.int64), keepdims=0)))
     nearer = b.op("Greater", cos, b.op("Reshape", cos_axis, b.const([V, 1, P], np.int64)))
-    has_points = b.op("Cast", b.op("ReduceMax", b.op("Cast", b.op("Reshape", keep, b.const([V, P], np.int64)),
-                                                     to=TensorProto.FLOAT), axes=[1], keepdims=1),
-                      to=TensorProto.BOOL)                                        # [V,1]: camera j has points
+    any_axis = lambda t, axis, keep: b.op("Greater", b.op("ReduceSum", b.op("Cast", t, to=TensorProto.FLOAT),  # noqa: E731
+                                                           b.const([axis], np.int64), keepdims=keep), b.const(0.0))
+    has_points = any_axis(b.op("Reshape", keep, b.const([V, P], np.int64)), 1, 1)  # [V,1]: camera j has points
     has_points = b.op("Reshape", has_points, b.const([1, V, 1], np.int64))
     claim = b.op("Reshape", "claim", b.const([V, V, P], np.int64))
     by_j = b.op("And", b.op("And", claim, has_points), b.op("And", seen, nearer))  # [V,V,P]
-    any_j = b.op("Cast", b.op("ReduceMax", b.op("Cast", by_j, to=TensorProto.FLOAT), axes=[1], keepdims=0),
-                 to=TensorProto.BOOL)                   # [V,P]
+    any_j = any_axis(by_j, 1, 0)                                                  # [V,P]
     return b.op("Reshape", any_j, b.const([V, hs, ws], np.int64))

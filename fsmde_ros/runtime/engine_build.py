@@ -96,6 +96,7 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", workspace
         if not builder.platform_has_fast_fp16:
             log.warning("this GPU has no fast FP16; building FP16 anyway (it will run, perhaps slowly)")
         config.set_flag(trt.BuilderFlag.FP16)
+        _keep_fp32(trt, network, config, FP32_LAYER_PREFIX)
     monitor = _progress_monitor(trt)
     config.progress_monitor = monitor
     start = time.monotonic()
@@ -104,6 +105,25 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", workspace
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     log.info("built %s engine from %s in %.0f s", precision, onnx_path, time.monotonic() - start)
     return bytes(serialized)
+
+
+FP32_LAYER_PREFIX = "deploy/"  # the deployment graph's own layers (resize, masking, cloud geometry) stay FP32
+
+
+def _keep_fp32(trt, network, config, prefix: str) -> None:
+    """Layers named `prefix`* with float outputs run in FP32 in an FP16 engine: pixel bounds at 640 px and points at
+    200 m need more than FP16's 11 bits. (Only the student's own layers take FP16.)"""
+    floats = (trt.float32, trt.float16)
+    kept = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name.startswith(prefix) and all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)):
+            layer.precision = trt.float32
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, trt.float32)
+            kept += 1
+    if kept:
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
 
 
 def ensure_engine(onnx_path: str | Path, precision: str = "fp16", cache_dir: str | Path | None = None,

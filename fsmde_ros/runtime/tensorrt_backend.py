@@ -63,8 +63,10 @@ class EngineRunner:
         return tuple(self.device[name].shape)
 
     def run_device(self, feeds: dict[str, np.ndarray]) -> dict:
-        """Stage `feeds` (numpy, by name) in pinned memory, upload, run; outputs stay on the GPU (torch tensors)."""
+        """Stage `feeds` (numpy, by name) in pinned memory, upload, run; outputs stay on the GPU (torch tensors, valid
+        until the next call; a consumer on another stream waits on `self.stream` first)."""
         torch = self._torch
+        self.stream.synchronize()  # the previous call's uploads have left the pinned buffers before they are rewritten
         missing = set(self.inputs) - set(feeds)
         if missing:
             raise ValueError(f"engine {self.engine_path.name} needs inputs {sorted(missing)}")
@@ -77,13 +79,14 @@ class EngineRunner:
         return {name: self.device[name] for name in self.outputs}
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run and download every output once (one synchronisation); arrays valid until the next call."""
+        """Run and download every output once (one synchronisation); the arrays are the caller's (copied out of the
+        pinned buffers, which the next call rewrites)."""
         self.run_device(feeds)
         with self._torch.cuda.stream(self.stream):
             for name in self.outputs:
                 self.host[name].copy_(self.device[name], non_blocking=True)
         self.stream.synchronize()
-        return {name: self.host[name].numpy() for name in self.outputs}
+        return {name: self.host[name].numpy().copy() for name in self.outputs}
 
 
 class TensorRTBackend(DepthBackend):
@@ -118,7 +121,7 @@ class TensorRTBackend(DepthBackend):
 
     def _infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.runner({"images": images, "focal_px": focal_px})
-        return out["depth"].copy(), out["depth_std"].copy()
+        return out["depth"], out["depth_std"]
 
     def graph_runner(self, path: str | Path) -> EngineRunner:
         """The composed deployment graph's engine (cached like the student's: its key has the graph's hash)."""

@@ -163,9 +163,14 @@ class SurroundDepthPipeline:
         key = (w_in, h_in)
         if key not in self._deployments:
             start = time.perf_counter()
-            path, composed = deployment_graph(self.backend.model_path, w_in, h_in, self.cloud_stride, self.cloud_overlap,
-                                              self.graph_cache_dir)
-            runner = self.backend.graph_runner(path)
+            try:
+                path, composed = deployment_graph(self.backend.model_path, w_in, h_in, self.cloud_stride,
+                                                  self.cloud_overlap, self.graph_cache_dir)
+                runner = self.backend.graph_runner(path)
+            except Exception as exc:  # noqa: BLE001 - the host path still works: say why once, never retry per set
+                self.info(f"images at {w_in}x{h_in}: cannot compose or load the deployment graph "
+                          f"({type(exc).__name__}: {exc}); resizing and fusing on the host for this size")
+                runner = None
             if runner is None:
                 self._deployments[key] = None
                 return None

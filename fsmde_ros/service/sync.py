@@ -209,14 +209,16 @@ class SurroundSynchronizer:
         self._held[index] = []
 
     def _restart(self, index: int | None, stamp: int, msg: Any, now: float) -> list[SyncedSet]:
-        """Begin a new epoch at a confirmed jump back: flush the queues, replay the held frames (then this one)."""
-        held = sorted(((h[2], c, h[0], h[1]) for c, hs in enumerate(self._held) for h in hs), key=lambda h: h[:3])
-        for c, hs in enumerate(self._held):                   # replayed: no longer dropped
-            for h in hs:
-                self._drop(c, h[3], -1)
+        """Begin a new epoch at a confirmed jump back: flush the queues, replay the held frames of that kind of jump
+        (far ones for a far jump with this frame; short ones for a short loop); the others stay dropped."""
+        far = index is not None
+        replay = [(h[2], c, h[0], h[1], h[3]) for c, hs in enumerate(self._held) for h in hs if h[4] == far]
+        held = sorted(replay, key=lambda h: h[:3])
+        for _, c, _, _, reason in held:                         # replayed: no longer dropped
+            self._drop(c, reason, -1)
         self._held = [[] for _ in self.names]
         old_end = max(s for s in [*self._newest, self._last_set_stamp] if s is not None)
-        new_start = min([stamp] * (index is not None) + [st for _, _, st, _ in held])
+        new_start = min([stamp] * far + [h[2] for h in held])
         self._clear()
         self.stats.resets += 1
         # Messages of the old epoch still in flight on inputs that have not yet sent a frame of the new one are
@@ -225,7 +227,7 @@ class SurroundSynchronizer:
         self._guard = (now + self.camera_timeout, (old_end + new_start) // 2)
         self._started = [False] * len(self.names)
         out = []
-        for t, c, st, m in held:
+        for t, c, st, m, _ in held:
             out += self._accept(c, st, m, t)
         return out if index is None else out + self._accept(index, stamp, msg, now)
 
