@@ -16,11 +16,11 @@ from fsmde_ros.errors import FsmdeError
 from fsmde_ros.paths import DATASET_CACHE_DIR, ENGINE_CACHE_DIR
 from fsmde_ros.runtime import ONNX_BACKENDS
 from fsmde_ros.runtime.engine_cache import PRECISIONS
+from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
 from fsmde_ros.service.params import PARAMS_BY_NAME, PROCESS_PARAMS
 
 DATASET_SPECS = ("synthetic[:ddad|nuscenes][?seed=&frames=&stride=], ddad:/path[?split=val], "
                  "nuscenes:/path[?version=v1.0-mini&split=val]")
-OUTPUT_NS = "/surround_depth"  # the node's topics (its name)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

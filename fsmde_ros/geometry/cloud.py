@@ -60,6 +60,7 @@ class CloudFuser:
         self._cos_axis: np.ndarray | None = None
         self._rivals: list[list[tuple[int, np.ndarray]]] | None = None
         self._key: bytes | None = None
+        self._claim: np.ndarray | None = None  # claim_masks() for the cached intrinsics
         self._rays: np.ndarray | None = None
         self._origins = self.T_base_cam[:, :3, 3].astype(np.float32)
 
@@ -73,6 +74,7 @@ class CloudFuser:
             self._rays = np.einsum("nij,nhwj->nhwi", self.T_base_cam[:, :3, :3], rays).astype(np.float32)
             self._cos_axis = (1.0 / np.linalg.norm(rays, axis=-1)).astype(np.float32)  # [n,h',w'] angle to own axis
             self._rivals = self._find_rivals(K, h, w) if self.overlap == "nearest_axis" else None
+            self._claim = None
             self._key = key
         return self._rays
 
@@ -111,15 +113,17 @@ class CloudFuser:
 
     def claim_masks(self) -> np.ndarray:
         """[N,N,h',w'] bool for the prepared intrinsics: camera j may take camera i's strided pixel [i, j] from it
-        (nearest_axis handover; all False for overlap 'all'). The deployment graph takes it as an input."""
+        (nearest_axis handover; all False for overlap 'all'). The deployment graph takes it as an input; built once
+        per intrinsics and size, like the ray grids."""
         if self._rays is None:
             raise RuntimeError("call prepare(K, h, w) first")
-        n, hs, ws = self._rays.shape[:3]
-        claim = np.zeros((n, n, hs, ws), bool)
-        for i, rivals in enumerate(self._rivals or []):
-            for j, mask in rivals:
-                claim[i, j] = mask
-        return claim
+        if self._claim is None:
+            n, hs, ws = self._rays.shape[:3]
+            self._claim = np.zeros((n, n, hs, ws), bool)
+            for i, rivals in enumerate(self._rivals or []):
+                for j, mask in rivals:
+                    self._claim[i, j] = mask
+        return self._claim
 
     def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
                  max_depth: float = 80.0, depth_std: np.ndarray | None = None,

@@ -24,10 +24,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from fsmde_ros.errors import FsmdeError
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.codec import MessageBuilder
-from fsmde_ros.service.params import NODE_PARAMS, PARAMS_BY_NAME, closest_parameter
+from fsmde_ros.service.params import (
+    NODE_NAME,
+    NODE_PARAMS,
+    PARAMS_BY_NAME,
+    closest_parameter,
+)
 from fsmde_ros.service.surround_service import SurroundDepthService
 
-NODE_NAME = "surround_depth"
 SYNC_POLL_HZ = 10.0  # how often silent cameras are checked (and partial sets emitted)
 ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
 

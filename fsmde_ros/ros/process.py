@@ -24,9 +24,9 @@ from fsmde_ros.ros.bag import (
     open_bag,
 )
 from fsmde_ros.runtime import ONNX_BACKENDS
+from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
 from fsmde_ros.service.surround_service import SetOutput, SurroundDepthService
 
-OUTPUT_NS = "/surround_depth"  # the node's name: its ~/ topics live here
 BAG_MESSAGES = codec.MessageBuilder.bags()
 
 

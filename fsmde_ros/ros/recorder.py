@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmde_ros.ros import codec
-
-OUTPUT_NAMESPACE = "/surround_depth"
+from fsmde_ros.service.params import OUTPUT_NAMESPACE
 
 
 @dataclasses.dataclass

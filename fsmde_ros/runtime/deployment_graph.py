@@ -38,7 +38,7 @@ from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 3  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_VERSION = 4  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
@@ -198,8 +198,8 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     Kf = lambda r, c: b.slice("K", [r, c], [r + 1, c + 1], [1, 2])    # noqa: E731 - [V,1,1]
     rx = b.op("Div", b.op("Sub", b.const(u), Kf(0, 2)), Kf(0, 0))      # [V,h',w']
     ry = b.op("Div", b.op("Sub", b.const(v), Kf(1, 2)), Kf(1, 1))
-    ones = b.op("Add", b.op("Mul", rx, b.const(0.0)), b.const(1.0))
-    rays_cam = b.op("Concat", *[b.op("Unsqueeze", r, b.const([3], np.int64)) for r in (rx, ry, ones)], axis=3)
+    rays_cam = b.op("Concat", *[b.op("Unsqueeze", r, b.const([3], np.int64)) for r in (rx, ry)],
+                    b.const(np.ones((V, hs, ws, 1))), axis=3)                 # [V,h',w',3], z = 1
     cos_axis = b.op("Reciprocal", b.op("Sqrt", b.op("ReduceSum", b.op("Mul", rays_cam, rays_cam),
                                                          b.const([3], np.int64), keepdims=0)))  # [V,h',w']
     R = b.slice("T_base_cam", [0, 0], [3, 3], [1, 2])                    # [V,3,3]

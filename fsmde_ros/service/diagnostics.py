@@ -87,7 +87,9 @@ class NodeHealth:
             self.latency_ms.clear()
 
     def image_received(self, camera: str, now: float) -> None:
+        """Count an image of `camera` at `now` [s] (the first one starts the clock if start() was not called)."""
         with self._lock:
+            self.started = now if self.started is None else self.started
             self.input_rates[camera].tick(now)
             self.heard[camera] = True
 

@@ -16,6 +16,9 @@ from fsmde_ros.paths import ENGINE_CACHE_DIR
 from fsmde_ros.runtime import BACKENDS
 from fsmde_ros.runtime.engine_cache import PRECISIONS
 
+NODE_NAME = "surround_depth"
+OUTPUT_NAMESPACE = "/" + NODE_NAME  # the node's ~/ topics: ~/<camera>/depth, ~/points, ...
+
 RELIABILITY_CHOICES = ("best_effort", "reliable")
 
 

@@ -1,11 +1,11 @@
 """The node's per-set work, ROS-free: one deployment graph per input size, or preprocess -> backend -> postprocess.
 
 Where the backend runs a composed graph (ONNX Runtime, TensorRT: runtime/deployment_graph.py), the six
-images go in at the size they arrive, stacked into one reused uint8 batch, and the graph resizes, runs
+images go in at the size they arrive, each decoded buffer as it is, and the graph resizes, runs
 the student, masks depth and computes the cloud; the host compacts the cloud with one mask. A new
 input size composes a new graph once (and says so). Otherwise (the torch backend, or cameras of mixed
 sizes in one set) the host path: preprocess resizes each image to the model's size (an integer box
-average, then bilinear: about 1 ms for a DDAD image) and scales the intrinsics; postprocess masks depth
+average, then bilinear: 3-5 ms for a DDAD image on a 2-core CPU) and scales the intrinsics; postprocess masks depth
 outside [min_depth, max_depth] to NaN (REP-118) and fuses the cloud with CloudFuser (same points).
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class SetResult:
 
 def resize_on_host(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, ResizePlan]:
     """uint8 [H,W,3] -> [height,width,3], antialiased as the deployment graph does (an integer box average, then
-    bilinear), with cv2's fast paths: ~1 ms for 1936x1216 -> 640x384 (INTER_AREA at that ratio: ~12 ms)."""
+    bilinear), with cv2's fast paths: 3-5 ms for 1936x1216 -> 640x384 here (INTER_AREA at that ratio: ~12 ms)."""
     h, w = image.shape[:2]
     plan = plan_resize(w, h, width, height)
     pw, ph = plan.pooled
@@ -93,7 +93,6 @@ class SurroundDepthPipeline:
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
         self._deployments: dict[tuple[int, int], Deployment | None] = {}
-        self._claim: tuple[bytes, np.ndarray] | None = None
         T = rig.T_base_cam
         self._poses = {"T_base_cam": T.astype(np.float32),
                        "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32)}
@@ -181,14 +180,6 @@ class SurroundDepthPipeline:
                       f"{time.perf_counter() - start:.1f} s: {path}")
         return self._deployments[key]
 
-    def _claim_masks(self, K: np.ndarray) -> np.ndarray:
-        """The nearest_axis handover masks for intrinsics K [V,3,3] at the model size (recomputed when K changes)."""
-        key = K.tobytes()
-        if self._claim is None or self._claim[0] != key:
-            self.fuser.prepare(K, self.height, self.width)
-            self._claim = (key, self.fuser.claim_masks())
-        return self._claim[1]
-
     def composed_feeds(self, d: Deployment, images: Sequence[np.ndarray | None],
                        K: Sequence[np.ndarray | None]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The graph's inputs for one set (each image passed as it is: no copy of a contiguous buffer), with the
@@ -204,10 +195,11 @@ class SurroundDepthPipeline:
             feeds[CAMERA_INPUT.format(i)] = d.blank if img is None else np.ascontiguousarray(img)
             k = self.rig.cameras[i].resized(plan.in_w, plan.in_h).K if k is None or img is None else k
             K_model[i] = scale_intrinsics(k, plan.sx, plan.sy)
+        self.fuser.prepare(K_model, self.height, self.width)  # the handover masks follow K (cached while K stays)
         feeds.update({"K": K_model.astype(np.float32), **self._poses,
                       "depth_range": np.array([self.min_depth, self.max_depth], np.float32),
                       "max_std_ratio": np.array([self.max_depth_std_ratio], np.float32), "present": present,
-                      "claim": self._claim_masks(K_model)})
+                      "claim": self.fuser.claim_masks()})
         return feeds, K_model, present
 
     def _run_composed(self, d: Deployment, images: Sequence[np.ndarray | None],

@@ -160,7 +160,6 @@ class SurroundDepthService:
 
     def on_image(self, i: int, stamp_ns: int, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
         """Offer camera i's image (header stamp [ns], exact; arrival time `now` [s]); returns the sets it completes."""
-        self.health.start(now)
         self.health.image_received(self.rig.names[i], now)
         if not compressed:
             try:

@@ -25,20 +25,28 @@ JUMP_PERSISTENCE = 3
 @dataclass
 class SyncedSet:
     """One surround set: at most one message per input, member stamps within slop."""
-    stamp: float                  # reference stamp [s]: the latest stamp among its members
+    stamp_ns: int                 # reference stamp [ns]: the latest stamp among its members (exact)
     messages: list[Any | None]    # one per input, in input order; None for a camera left out
-    stamps: list[float | None]    # member stamps [s], None where missing
-    stamp_ns: int = 0             # the reference stamp as integer nanoseconds (exact)
-    stamps_ns: list[int | None] | None = None  # member stamps [ns]
+    stamps_ns: list[int | None]   # member stamps [ns], None where missing
+
+    @property
+    def stamp(self) -> float:
+        """The reference stamp [s]."""
+        return self.stamp_ns / NS
+
+    @property
+    def stamps(self) -> list[float | None]:
+        """Member stamps [s], None where missing."""
+        return [None if t is None else t / NS for t in self.stamps_ns]
 
     @property
     def partial(self) -> bool:
-        return any(s is None for s in self.stamps)
+        return any(s is None for s in self.stamps_ns)
 
     @property
     def missing(self) -> list[int]:
         """Indices of the inputs left out (silent cameras with allow_partial)."""
-        return [i for i, s in enumerate(self.stamps) if s is None]
+        return [i for i, s in enumerate(self.stamps_ns) if s is None]
 
     @property
     def spread(self) -> float:
@@ -225,7 +233,6 @@ class SurroundSynchronizer:
         # stragglers: for camera_timeout [s] of arrival time, such an input's frames nearer the old epoch's end
         # than the new one's start are dropped; its first nearer the start begins its new epoch.
         self._guard = (now + self.camera_timeout, (old_end + new_start) // 2)
-        self._started = [False] * len(self.names)
         out = []
         for t, c, st, m, _ in held:
             out += self._accept(c, st, m, t)
@@ -235,9 +242,13 @@ class SurroundSynchronizer:
         """Is this stamp [ns] far behind this input's newest (or the last set's) by more than jump_threshold: a
         bag loop or a clock reset, or a straggler (see add)? A shorter step back cannot be told from a late
         frame by its stamp alone: see _steps_back and _replays_sets."""
-        newest = self._newest[index]
-        ref = newest if newest is not None else self._last_set_stamp
+        ref = self._reference(index)
         return ref is not None and stamp < ref - self._jump
+
+    def _reference(self, index: int) -> int | None:
+        """What a step back is measured against [ns]: this input's newest stamp in the epoch, else the last set's."""
+        newest = self._newest[index]
+        return newest if newest is not None else self._last_set_stamp
 
     def _confirms_jump(self, index: int, stamp: int) -> bool:
         """A held jump back is the rig's when another input holds one into the same epoch (within the jump
@@ -249,8 +260,7 @@ class SurroundSynchronizer:
     def _steps_back(self, index: int, stamp: int) -> bool:
         """Is this (droppable) stamp [ns] at or behind this input's newest (or the last set's): a candidate
         for a bag loop shorter than jump_threshold, as opposed to a frame late within its own epoch?"""
-        newest = self._newest[index]
-        ref = newest if newest is not None else self._last_set_stamp
+        ref = self._reference(index)
         return ref is not None and stamp <= ref
 
     def _replays_sets(self, now: float) -> bool:
@@ -273,7 +283,6 @@ class SurroundSynchronizer:
             self._drop(index, reason, 1)
             return self._emit(now, None)
 
-        self._started[index] = True  # (after a jump: this input has begun the new epoch)
         q, m = self._stamps[index], self._msgs[index]
         i = bisect_right(q, stamp)
         q.insert(i, stamp)
@@ -324,7 +333,6 @@ class SurroundSynchronizer:
         self._last_set_stamp: float | None = None
         self._required: tuple[int, ...] | None = None     # inputs required at the last search
         self._guard: tuple[float, int] | None = None      # (until arrival [s], min straggler stamp [ns])
-        self._started = [True] * n                         # per input: has sent a frame of this epoch
 
     def _drop(self, index: int, reason: str, count: int) -> None:
         if count:                                           # (negative: a held frame replayed after all)
@@ -336,7 +344,7 @@ class SurroundSynchronizer:
         if self._guard is not None:
             if now > self._guard[0]:
                 self._guard = None
-            elif not self._started[index] and stamp >= self._guard[1]:
+            elif self._newest[index] is None and stamp >= self._guard[1]:  # no frame of the new epoch yet
                 return "stale"
         if self._last_set_stamp is not None and stamp <= self._last_set_stamp - self._slop:
             return "stale"                          # future sets have all stamps > last - slop
@@ -403,8 +411,7 @@ class SurroundSynchronizer:
             self._watermark[c] = q[k - 1]
             del q[:k], m[:k]
         self._last_set_stamp = p
-        synced = SyncedSet(stamp=p / NS, messages=messages, stamps=[None if t is None else t / NS for t in stamps],
-                           stamp_ns=p, stamps_ns=stamps)
+        synced = SyncedSet(stamp_ns=p, messages=messages, stamps_ns=stamps)
         self.stats.sets_emitted += 1
         self.stats.partial_sets += synced.partial
         return synced
