@@ -1,46 +1,47 @@
-"""Cross-interaction KD (docs/method.md §3): the teacher's scale-invariant bin probabilities q teach
-the student's bin probabilities p; the GT teaches the student's metric bin centres c through sum_k q_k c_k.
+"""Cross-interaction KD (docs/method.md §3): the teacher's scale-invariant bin probabilities q teach the
+student's bin probabilities p where the GT is silent; the GT teaches the student's metric bin centres c
+through sum_k q_k c_k.
 
-q comes from the teacher alone (no GT, no student): its relative disparity t (an unknown per-image
-affine map of inverse depth, larger = nearer) is made scale- and shift-invariant per image and
-placed on a bin axis whose index means the same for teacher and student, bin 0 nearest:
-with u = (t - P1(t)) / (P99(t) - P1(t)) the normalised disparity (P = percentile; the shift cancels
-in the difference, the scale in the ratio; u ~ d_near / d where the image shows sky or far scene):
-- 'log' (default): z = N * log(u) / log(far_floor), uniform in log depth relative to the image's
-  near end (the ground below the camera, at a height fixed by the rig): bins of equal relative
-  width (6 % at N = 64, far_floor 0.02), keeping the teacher's spacing;
-- 'disparity': z = N * (1 - u), a uniform grid in normalised disparity (fine near, coarse far);
-- 'rank': z = N * (rank of the pixel by decreasing disparity + 1/2) / (informative pixels),
-  equal-mass bins, invariant to any increasing map of t.
-q_k = softmax_k(-(z - k - 1/2)^2 / tau). Pixels at the teacher's far floor (u < teacher_far_floor:
-sky, or beyond what it resolves) are not informative: left out of the KL, and put in the last bin.
-Because q never depends on the centres, SILog(sum_k q_k c_k, gt) is a real regression of the
-centres onto the GT, reducible by them, and KL(q || p) reaches the pixel logits only.
+q on a bin axis that means one relative depth in every image: the teacher's relative disparity t (an
+unknown per-image affine map of inverse depth, t = a / d + b) is freed of its shift b per image
+(teacher_alignment.py: a robust fit to the image's lidar returns; on an image without any, to the
+student's own current depth, detached), so that 1 / (t - b) has the teacher's shape and the true depth's
+proportions; its log, relative to the image's median (sky counted as infinitely far), is placed on the
+student's fixed relative grid g_k (model/bins.py), bin 0 nearest:
+    z(x) = (log(1 / (t(x) - b)) - median - lo) / step,   q_k(x) = softmax_k(-(z(x) - k - 1/2)^2 / tau).
+The scale a cancels in the median, so q is the same for any positive affine map of t; it depends on no
+centre of the student (a change of its per-view scale rescales its depth, which moves a, not b). Pixels
+with t <= b (sky, beyond what the teacher resolves), off the grid, or in a view that could not be aligned
+are not informative: left out of both terms.
+Terms: 'ci_kl' = KL(q || p) over the informative cells without GT (where the lidar speaks the GT terms
+teach p; `ci_kl_at_gt` weights those cells, 0 by default, so that the two targets never fight);
+'ci_depth' = SILog(sum_k q_k c_k, upsampled, GT) over the GT pixels of informative cells (reaches the
+centres only: with q fixed it is a regression of each view's scale onto the GT).
 Shapes: q [B,V,N,h,w] at the student's bin grid h x w; teacher [B,V,Ht,Wt] at any resolution.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from fsmde_ros.distill.config import CI_BINNINGS, DistillConfig
-from fsmde_ros.distill.supervised import silog_loss, valid_gt
+from fsmde_ros.distill.config import DistillConfig
+from fsmde_ros.distill.supervised import downsample_sparse_depth, silog_loss, valid_gt
+from fsmde_ros.distill.teacher_alignment import fit_teacher_shift
 
-# Percentiles [%] of an image's teacher disparity that become 0 and 1 of the normalised disparity:
-# robust to the few pixels of noise or a blurred edge at either end.
-DISPARITY_RANGE_PERCENTILES = (1.0, 99.0)
+# How a view's teacher shift was resolved (`TeacherBins.source`).
+ALIGNED_NONE, ALIGNED_LIDAR, ALIGNED_STUDENT = 0, 1, 2
 
 
 class TeacherBins(NamedTuple):
-    """The teacher's bin distribution: q, log q [B,V,N,h,w]; informative [B,V,h,w] bool; z [B,V,h,w] in bins."""
+    """q, log q [B,V,N,h,w]; informative [B,V,h,w] bool; position z [B,V,h,w] in bins; source [B,V] (ALIGNED_*)."""
 
     q: torch.Tensor
     log_q: torch.Tensor
     informative: torch.Tensor
     position: torch.Tensor
+    source: torch.Tensor
 
 
 def resize_teacher(teacher: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -55,81 +56,47 @@ def resize_teacher(teacher: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return x.reshape(b, v, *size)
 
 
-def normalised_disparity(teacher: torch.Tensor) -> torch.Tensor:
-    """[B,V,h,w] relative disparity -> u [B,V,h,w]: 0 at the image's 1st percentile, 1 at its 99th (not clamped).
+@torch.no_grad()
+def teacher_shift(teacher: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
+                  student_depth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per view, the teacher's shift b [B,V] and how it was found, source [B,V] (ALIGNED_*).
 
-    Invariant to a positive affine map of the teacher: the percentiles move with it.
+    teacher [B,V,Ht,Wt] (resized to the GT's H x W), gt / valid [B,V,H,W]; student_depth [B,V,H,W] m for the
+    views whose lidar fit fails or that have none (None: those views stay unaligned).
     """
-    b, v, h, w = teacher.shape
-    flat = teacher.float().reshape(b * v, h * w)
-    lo_p, hi_p = DISPARITY_RANGE_PERCENTILES
-    lo, hi = (torch.quantile(flat, p / 100.0, dim=1, keepdim=True) for p in (lo_p, hi_p))
-    u = (flat - lo) / (hi - lo).clamp_min(1e-12)
-    return u.reshape(b, v, h, w)
+    b, v, h, w = gt.shape
+    t = resize_teacher(teacher, (h, w)).flatten(0, 1)
+    inv = torch.where(valid, 1.0 / gt.float().clamp_min(1e-6), torch.zeros_like(gt, dtype=torch.float)).flatten(0, 1)
+    _, shift, ok = fit_teacher_shift(t, inv, valid.flatten(0, 1))
+    source = torch.where(ok, ALIGNED_LIDAR, ALIGNED_NONE)
+    if student_depth is not None and not bool(ok.all()):
+        d = student_depth.detach().float().flatten(0, 1)
+        usable = torch.isfinite(d) & (d > 0)  # no range cut: a rescaled student then moves a, never b
+        todo = ~ok
+        _, s_shift, s_ok = fit_teacher_shift(t[todo], 1.0 / d[todo].clamp_min(1e-6), usable[todo])
+        shift[todo] = s_shift
+        source[todo] = torch.where(s_ok, ALIGNED_STUDENT, ALIGNED_NONE)
+    return shift.reshape(b, v), source.reshape(b, v)
 
 
 @torch.no_grad()
-def teacher_bin_position(teacher: torch.Tensor, num_bins: int, size: tuple[int, int], binning: str = "log",
-                         far_floor: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher disparity [B,V,Ht,Wt] -> (z [B,V,*size] float in [0, N), informative [B,V,*size] bool).
-
-    z is the pixel's position on the shared bin axis (bin k spans [k, k+1), bin 0 nearest); see the
-    module doc for the two binnings. Non-informative pixels get z = N - 1/2 (the farthest bin).
-    """
-    if binning not in CI_BINNINGS:
-        raise ValueError(f"binning must be one of {', '.join(CI_BINNINGS)}, got {binning!r}")
+def teacher_bin_probs(teacher: torch.Tensor, shift: torch.Tensor, source: torch.Tensor, grid: torch.Tensor,
+                      size: tuple[int, int], tau: float) -> TeacherBins:
+    """The teacher's bin distribution q [B,V,N,*size] on the relative grid g [N] (the student's, log depth
+    relative to the view's median), given each view's shift [B,V] and source [B,V] (`teacher_shift`)."""
+    n = grid.numel()
+    lo = float(grid[0]) - 0.5 * float(grid[1] - grid[0])
+    step = float(grid[1] - grid[0])
     t = resize_teacher(teacher, size)
-    finite = torch.isfinite(t)
-    t = torch.where(finite, t, torch.zeros_like(t))
-    u = normalised_disparity(t)
-    informative = finite & (u >= far_floor)
-    b, v, h, w = t.shape
-    last = torch.full_like(t, num_bins - 0.5)
-    if binning in ("log", "disparity"):  # fixed grids in normalised disparity
-        z = (torch.log(u.clamp(far_floor, 1.0)) / math.log(far_floor) if binning == "log"
-             else 1.0 - u.clamp(0.0, 1.0)) * num_bins
-        return torch.where(informative, z.clamp(0.0, num_bins - 1e-4), last), informative
-    # rank by decreasing disparity among the informative pixels (the others sort last and are overwritten)
-    key = torch.where(informative, -t, torch.full_like(t, float("inf"))).reshape(b * v, h * w)
-    order = torch.argsort(key, dim=1, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(h * w, device=t.device).expand(b * v, -1).contiguous())
-    count = informative.reshape(b * v, h * w).sum(dim=1, keepdim=True).clamp_min(1)
-    z = ((rank.float() + 0.5) / count * num_bins).reshape(b, v, h, w)
-    return torch.where(informative, z, last), informative
-
-
-def _bins_at(z: torch.Tensor, informative: torch.Tensor, num_bins: int, tau: float) -> TeacherBins:
-    centre = torch.arange(num_bins, device=z.device, dtype=torch.float32)[:, None, None] + 0.5  # [N,1,1]
+    dt = t - shift[..., None, None].to(t)
+    log_depth = torch.where(dt > 0, -torch.log(dt.clamp_min(1e-30)), torch.full_like(dt, float("inf")))
+    ref = torch.median(log_depth.flatten(2), dim=2).values  # [B,V]; inf sorts last: the sky counts as far
+    z = (log_depth - ref[..., None, None] - lo) / step
+    informative = (source > ALIGNED_NONE)[..., None, None] & torch.isfinite(z) & (z >= 0) & (z < n)
+    z = torch.where(informative, z, torch.full_like(z, n - 0.5))
+    centre = torch.arange(n, device=z.device, dtype=torch.float32)[:, None, None] + 0.5  # [N,1,1]
     log_q = torch.log_softmax(-(z[:, :, None] - centre) ** 2 / tau, dim=2)
-    return TeacherBins(log_q.exp(), log_q, informative, z)
-
-
-@torch.no_grad()
-def teacher_bin_probs(teacher: torch.Tensor, num_bins: int, size: tuple[int, int], cfg: DistillConfig) -> TeacherBins:
-    """The teacher's scale-invariant bin probabilities q [B,V,N,*size] (a stop-gradient target; see module doc)."""
-    z, informative = teacher_bin_position(teacher, num_bins, size, cfg.ci_binning, cfg.teacher_far_floor)
-    return _bins_at(z, informative, num_bins, cfg.tau_bins)
-
-
-@torch.no_grad()
-def register_to_student(bins: TeacherBins, log_p: torch.Tensor, tau: float) -> TeacherBins:
-    """q moved along the bin axis, per view, by the shift that best registers it to the student's p.
-
-    On a log grid a depth scale is a shift of the bin axis, and the teacher's anchor (the near end
-    of its normalised disparity) is a per-image accident the student cannot see (its log depth
-    varies with std 0.27 per camera on the synthetic benchmark, ~4 bins). The KL is therefore taken
-    up to that shift: s = median over the informative pixels of (E_p[k] - z), a stop-gradient. The
-    shape of q, what the teacher knows, is untouched; only where its axis sits is the student's.
-    log_p [B,V,N,h,w]; returns TeacherBins at z + s (clamped into the axis).
-    """
-    n = log_p.shape[2]
-    k = torch.arange(n, device=log_p.device, dtype=torch.float32)[:, None, None] + 0.5
-    expected = (log_p.detach().float().exp() * k).sum(dim=2)  # [B,V,h,w]
-    diff = torch.where(bins.informative, expected - bins.position, torch.full_like(expected, float("nan")))
-    shift = torch.nan_to_num(torch.nanmedian(diff.flatten(2), dim=2).values, nan=0.0)  # [B,V]
-    z = torch.where(bins.informative, (bins.position + shift[..., None, None]).clamp(0.0, n - 1e-4), bins.position)
-    return _bins_at(z, bins.informative, n, tau)
+    return TeacherBins(log_q.exp(), log_q, informative, z, source)
 
 
 def log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -141,9 +108,8 @@ def log_probs(out: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def cross_interaction_kd(out: dict[str, torch.Tensor], bins: TeacherBins, gt: torch.Tensor,
                          cfg: DistillConfig, log_p: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """'ci_kl' = KL(q || p) averaged over the informative pixels (reaches the pixel logits only);
-    'ci_depth' = SILog(sum_k q_k c_k, upsampled to H x W, gt) (reaches the centres only). Each only when
-    its weight is > 0. out: 'centres' [B,V,N], 'logits' (or 'probs') [B,V,N,h,w], 'depth' [B,V,H,W];
+    """'ci_kl' and 'ci_depth' (see the module doc), each only when its weight is > 0 ('ci_depth' only when
+    the batch has GT). out: 'centres' [B,V,N], 'logits' (or 'probs') [B,V,N,h,w], 'depth' [B,V,H,W];
     bins from `teacher_bin_probs`; gt [B,V,H,W] metres (0 = none)."""
     depth, centres = out["depth"], out["centres"]
     scores = out["logits"] if "logits" in out else out["probs"]
@@ -152,15 +118,19 @@ def cross_interaction_kd(out: dict[str, torch.Tensor], bins: TeacherBins, gt: to
     if scores.ndim != 5 or centres.shape != scores.shape[:3] or bins.q.shape != scores.shape:
         raise ValueError(f"need centres [B,V,N], logits/probs [B,V,N,h,w] and q of the same shape, got "
                          f"{tuple(centres.shape)}, {tuple(scores.shape)} and {tuple(bins.q.shape)}")
+    valid = valid_gt(gt, cfg.gt_max_depth_m)
     terms: dict[str, torch.Tensor] = {}
     if cfg.w_ci_kl > 0:
+        _, has_gt = downsample_sparse_depth(gt, tuple(scores.shape[-2:]), valid)
         kl = (bins.q * (bins.log_q - (log_probs(out) if log_p is None else log_p))).sum(dim=2)  # [B,V,h,w]
-        mask = bins.informative.float()
-        terms["ci_kl"] = (kl * mask).sum() / mask.sum().clamp_min(1)
-    if cfg.w_ci_depth > 0:
+        weight = bins.informative.float() * torch.where(has_gt, cfg.ci_kl_at_gt, 1.0)
+        terms["ci_kl"] = (kl * weight).sum() / weight.sum().clamp_min(1)
+    if cfg.w_ci_depth > 0 and bool(valid.any()):
         with torch.autocast(depth.device.type, enabled=False):  # fp32 even under AMP
             dq = torch.einsum("bvnhw,bvn->bvhw", bins.q, centres.float())
         dq = F.interpolate(dq.flatten(0, 1)[:, None], size=depth.shape[-2:], mode="bilinear", align_corners=False)
-        terms["ci_depth"] = silog_loss(dq.reshape(depth.shape), gt, valid_gt(gt, cfg.gt_max_depth_m),
+        informative = F.interpolate(bins.informative.float().flatten(0, 1)[:, None], size=depth.shape[-2:],
+                                    mode="nearest").reshape(depth.shape) > 0.5
+        terms["ci_depth"] = silog_loss(dq.reshape(depth.shape), gt, valid & informative,
                                        cfg.silog_variance_focus, cfg.silog_per_image)
     return terms

@@ -1,5 +1,6 @@
-"""The GT terms (docs/method.md §1, §2, §5): SILog on the student's depth, the bin-centre Chamfer, and
-the GT's likelihood under the student's bin distribution (what makes its spread, depth_std, mean something).
+"""The GT terms (docs/method.md §1, §2, §5): SILog on the student's depth, the bin-centre Chamfer, the GT's
+likelihood under the student's bin distribution, and the GT's likelihood under its uncertainty (what makes
+depth_std mean something).
 
 Conventions: B surround sets of V views; depth in metres, [B,V,H,W] at the input resolution;
 bins at h x w = H/4 x W/4. GT is sparse lidar depth, 0 (or non-finite) = no return. An image
@@ -122,21 +123,22 @@ def bin_nll_loss(log_p: torch.Tensor, centres: torch.Tensor, gt: torch.Tensor, v
     return (nll * m).sum() / m.sum().clamp_min(1)
 
 
-def std_laplace_nll(depth: torch.Tensor, depth_std: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
-                    min_ratio: float = 1e-3) -> torch.Tensor:
-    """Laplace negative log-likelihood of the GT in log depth with the student's relative std as scale.
+def uncertainty_nll(depth: torch.Tensor, sigma_rel: torch.Tensor, gt: torch.Tensor,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Laplace negative log-likelihood of the GT in log depth, the student's depth held fixed (detached).
 
-    depth, depth_std, gt [B,V,H,W] metres: with s = depth_std / depth (>= min_ratio) and
-    e = |log depth - log gt|, mean over valid GT of e / s + log s. Minimised per pixel by s = e, so
-    it trains the bin distribution's spread to be the size of its error there (an alternative to
-    `bin_nll_loss`, which only sees the bins; `w_std_nll`). No GT -> 0 with grad.
+    depth, sigma_rel, gt [B,V,H,W] (metres, relative one-sigma, metres): with the Laplace scale
+    s = sigma_rel / sqrt(2) (a Laplace of scale s has std sqrt(2) s) and e = |log depth - log gt|, the mean
+    over valid GT of e / s + log s. Minimised per pixel by s = e, so sigma_rel learns the size of the
+    depth's own error; the depth is detached, so this term teaches nothing but the uncertainty, and the
+    uncertainty branch (model/bins.py) is in no other term: no KD can spend it. No GT -> 0 with grad.
     """
-    if not depth.shape == depth_std.shape == gt.shape:
-        raise ValueError(f"std_laplace_nll needs depth, depth_std and gt of one shape, got {tuple(depth.shape)}, "
-                         f"{tuple(depth_std.shape)}, {tuple(gt.shape)}")
+    if not depth.shape == sigma_rel.shape == gt.shape:
+        raise ValueError(f"uncertainty_nll needs depth, sigma_rel and gt of one shape, got {tuple(depth.shape)}, "
+                         f"{tuple(sigma_rel.shape)}, {tuple(gt.shape)}")
     valid = valid_gt(gt) if valid is None else valid.bool() & valid_gt(gt)
-    d = depth.float().clamp_min(1e-3)
-    s = (depth_std.float() / d).clamp_min(min_ratio)
+    d = depth.detach().float().clamp_min(1e-3)
+    s = sigma_rel.float().clamp_min(1e-4) / 2 ** 0.5
     safe = torch.where(valid, gt.float(), torch.ones_like(d))
     e = (torch.log(d) - torch.log(safe)).abs()
     nll = torch.where(valid, e / s + torch.log(s), torch.zeros_like(d))

@@ -4,7 +4,7 @@ Graph I/O (static shapes, one graph per exported resolution):
   images    uint8   [V,H,W,3]  RGB, as the cameras deliver it (1 byte per channel on the bus)
   focal_px  float32 [V]        fx of each view at H x W
   depth     float32 [V,H,W]    metres
-  depth_std float32 [V,H,W]    metres, std of the bin distribution
+  depth_std float32 [V,H,W]    metres, one sigma of the depth (the uncertainty branch, model/bins.py)
 Normalisation and the HWC->CHW change happen inside the graph. The export verifies itself
 against PyTorch with ONNX Runtime before it writes the file.
 """

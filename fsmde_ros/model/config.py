@@ -29,6 +29,10 @@ class StudentConfig:
     ring_pad: int = 2  # feature columns borrowed from each neighbouring view at the bottleneck
     decoder_channels: tuple[int, int, int] = (96, 64, 48)  # at strides 16, 8, 4
     bin_mlp_hidden: int = 128
+    # Bin centres in log depth relative to the view's reference (median) depth: bin k is the same relative
+    # depth in every view (model/bins.py). P0.1-P99.9 of log(depth / median) on the synthetic streets are
+    # -2.05 and 2.47 (sky counted as infinitely far): 64 bins of 7.8 % each.
+    relative_log_range: tuple[float, float] = (-2.3, 2.5)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -39,6 +43,9 @@ class StudentConfig:
             raise ConfigError(f"bad StudentConfig: num_bins={self.num_bins}, num_views={self.num_views}, "
                              f"canonical_focal_px={self.canonical_focal_px}")
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        self.relative_log_range = tuple(float(r) for r in self.relative_log_range)
+        if len(self.relative_log_range) != 2 or not self.relative_log_range[0] < 0 < self.relative_log_range[1]:
+            raise ConfigError(f"relative_log_range needs (lo < 0 < hi) in log depth, got {self.relative_log_range}")
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         if len(self.decoder_channels) != 3:

@@ -93,7 +93,7 @@ class SurroundDepthStudent(nn.Module):
         self.decoder = LeanDecoder(config.fusion_channels, [chans[2], chans[1], chans[0]], config.decoder_channels)
         self.head = DepthBinHead(config.decoder_channels[-1], config.fusion_channels, config.num_bins,
                                  config.min_depth_m, config.max_depth_m, config.canonical_focal_px,
-                                 hidden=config.bin_mlp_hidden)
+                                 tuple(config.relative_log_range), hidden=config.bin_mlp_hidden)
         self.register_buffer("mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).reshape(1, 3, 1, 1), persistent=False)
 
@@ -114,12 +114,13 @@ class SurroundDepthStudent(nn.Module):
 
     def forward_head(self, feats: dict[str, torch.Tensor], focal_px: torch.Tensor,
                      out_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Bin head on decoder features; depth and depth_std [M,1,H,W] upsampled to out_size (H, W).
+        """Bin head on decoder features; depth, depth_std and sigma_rel [M,1,H,W] upsampled to out_size (H, W).
 
-        The upsampled pixel's distribution is the bilinear mixture of its neighbours' bin
-        distributions: depth is the mixture's mean and depth_std its std, sqrt(up(std^2 + depth^2)
-        - up(depth)^2), so a pixel between a near and a far neighbour (a depth edge, where the
-        errors are) is uncertain; interpolating the std itself would only average two small stds.
+        Each pixel of the bin grid is a distribution of mean d and std d * sigma_rel (the uncertainty
+        branch); the upsampled pixel's is the bilinear mixture of its neighbours': depth is the mixture's
+        mean and depth_std its std, sqrt(up(sigma^2 + d^2) - up(d)^2), so a pixel between a near and a far
+        neighbour (a depth edge, where the errors are) is uncertain; interpolating the std itself would
+        only average two small stds. sigma_rel (bilinear) is what the GT's likelihood trains.
         Moments in units of max_depth_m (<= 1), so that fp16 engines do not overflow.
         probs/logits stay channels-last [M,h,w,N] here (the fast layout); `forward` permutes them.
         """
@@ -134,6 +135,7 @@ class SurroundDepthStudent(nn.Module):
         mean = up(mean)
         out["depth"] = mean * unit
         out["depth_std"] = torch.sqrt((moment2 - mean * mean).clamp_min(0) + 1e-12) * unit
+        out["sigma_rel"] = up(out["sigma_rel"])
         return out
 
     def predict(self, images: torch.Tensor, focal_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,14 +148,16 @@ class SurroundDepthStudent(nn.Module):
     def forward(self, images: torch.Tensor, focal_px: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B,V,3,H,W] float in [0,1], focal_px [B,V] -> dict of [B,V,...] tensors.
 
-        depth, depth_std [B,V,H,W] m; probs, logits [B,V,N,H/4,W/4]; centres [B,V,N] m;
+        depth, depth_std [B,V,H,W] m; sigma_rel [B,V,H,W] (relative one-sigma); bin_std [B,V,H/4,W/4] m;
+        probs, logits [B,V,N,H/4,W/4]; centres [B,V,N] m; grid [B,V,N] (relative log bin centres);
         features [B,V,C,H/4,W/4] (decoder), bottleneck [B,V,Cf,H/32,W/32].
         """
         self._check(images, focal_px)
         b, v, _, h, w = images.shape
         feats = self.forward_features(images)
         out = self.forward_head(feats, focal_px, (h, w))
-        out["depth"], out["depth_std"] = out["depth"][:, 0], out["depth_std"][:, 0]
+        for k in ("depth", "depth_std", "sigma_rel", "bin_std"):
+            out[k] = out[k][:, 0]
         out["probs"], out["logits"] = out["probs"].permute(0, 3, 1, 2), out["logits"].permute(0, 3, 1, 2)
         out.update(features=feats["features"], bottleneck=feats["bottleneck"])
         return {k: t.reshape(b, v, *t.shape[1:]) for k, t in out.items()}

@@ -7,12 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from fsmde_ros.data.synthetic import SyntheticSurround
-from fsmde_ros.distill.config import DistillConfig, ablation_presets
+from fsmde_ros.distill.config import GT_TERMS, DistillConfig, ablation_presets
 from fsmde_ros.distill.cross_interaction import (
+    ALIGNED_LIDAR,
+    ALIGNED_NONE,
+    ALIGNED_STUDENT,
     cross_interaction_kd,
-    register_to_student,
-    teacher_bin_position,
     teacher_bin_probs,
+    teacher_shift,
 )
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import (
@@ -24,10 +26,11 @@ from fsmde_ros.distill.supervised import (
     bin_chamfer_loss,
     bin_nll_loss,
     silog_loss,
-    std_laplace_nll,
+    uncertainty_nll,
 )
 from fsmde_ros.geometry.projection import overlap_mask
 from fsmde_ros.geometry.rig import load_rig
+from fsmde_ros.model.bins import relative_grid
 from fsmde_ros.model.student import create_student
 
 H, W = 64, 96  # student input; bins and features at 16 x 24
@@ -110,8 +113,9 @@ def test_chamfer_empty_gt_and_shapes():
 
 
 # -- cross-interaction KD ---------------------------------------------------------------------------
-N_BINS = 16
+N_BINS = 32
 BIN_GRID = (H // 4, W // 4)
+GRID = relative_grid(N_BINS, (-2.3, 2.5))
 
 
 def teacher_of(depth, scale=2.0, shift=0.1):
@@ -119,90 +123,123 @@ def teacher_of(depth, scale=2.0, shift=0.1):
     return scale / depth + shift
 
 
-@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
-def test_q_is_the_same_for_the_teacher_under_any_positive_affine_map_of_its_disparity(binning):
-    cfg = DistillConfig(ci_binning=binning)
-    t = teacher_of(smooth_depth(2, 6, 2 * H, 2 * W, seed=3))
-    ref = teacher_bin_probs(t, N_BINS, BIN_GRID, cfg)
+def q_of(teacher, gt, student_depth=None):
+    valid = gt > 0
+    shift, source = teacher_shift(teacher, gt, valid, student_depth)
+    return teacher_bin_probs(teacher, shift, source, GRID, BIN_GRID, 2.0)
+
+
+def with_sky(depth, rows=3):
+    """The top rows are sky: infinitely far (inverse depth 0)."""
+    d = depth.clone()
+    d[..., :rows, :] = float("inf")
+    return d
+
+
+@pytest.mark.parametrize("sky", [False, True], ids=["no sky", "sky"])
+@pytest.mark.parametrize("reference", ["lidar", "student"])
+def test_q_is_the_same_for_the_teacher_under_any_positive_affine_map_of_its_disparity(sky, reference):
+    """Regression (issue 21): the percentile normalisation warped the bin axis differently in every image
+    without sky (bin k meant another depth in each); q now depends on the teacher only through its shape."""
+    depth = smooth_depth(2, 6, 2 * H, 2 * W, seed=3)
+    if sky:
+        depth = with_sky(depth, rows=12)
+    lidar = sparse(torch.where(torch.isfinite(depth), depth, torch.zeros_like(depth)), 0.1)
+    gt, student = (lidar, None) if reference == "lidar" else (torch.zeros_like(lidar), depth * 1.3)
+    t = teacher_of(depth)
+    ref = q_of(t, gt, student)
+    assert (ref.source == (ALIGNED_LIDAR if reference == "lidar" else ALIGNED_STUDENT)).all()
+    assert ref.informative.float().mean() > (0.7 if sky else 0.95)
     for a, b in ((0.01, 0.0), (37.0, 5.0), (1.0, -0.3)):
-        other = teacher_bin_probs(a * t + b, N_BINS, BIN_GRID, cfg)
+        other = q_of(a * t + b, gt, student)
         assert torch.equal(other.informative, ref.informative)
-        torch.testing.assert_close(other.q, ref.q, atol=1e-4, rtol=0)
+        torch.testing.assert_close(other.q, ref.q, atol=2e-3, rtol=0)
     assert ref.q.shape == (2, 6, N_BINS, *BIN_GRID)
     torch.testing.assert_close(ref.q.sum(dim=2), torch.ones(2, 6, *BIN_GRID))
 
 
-@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
-def test_bin_position_grows_with_depth_and_the_sky_is_not_informative(binning):
-    depth = smooth_depth(1, 6, *BIN_GRID, seed=4)
-    t = teacher_of(depth)
-    t[..., :3, :] = 0.1  # the top rows: sky (disparity 0 plus the teacher's shift)
-    z, informative = teacher_bin_position(t, N_BINS, BIN_GRID, binning, far_floor=0.02)
-    assert not informative[..., :3, :].any() and informative[..., 3:, :].float().mean() > 0.95
-    assert (z[..., :3, :] == N_BINS - 0.5).all()  # the farthest bin
-    for v in range(6):  # per view: farther pixels sit in farther bins (ties of the field aside)
-        ok = informative[0, v]
-        ranks_z = torch.argsort(torch.argsort(z[0, v][ok])).float()
+def test_one_bin_is_one_relative_depth_in_every_view():
+    """Views of one relative structure at other metric scales, teacher scales and shifts: the same bins."""
+    base = smooth_depth(1, 1, 2 * H, 2 * W, seed=4)
+    depth = torch.cat([base * s for s in (1.0, 2.5, 0.4, 7.0, 1.0, 3.0)], dim=1)
+    t = torch.cat([teacher_of(depth[:, v:v + 1], scale=a, shift=b)
+                   for v, (a, b) in enumerate(((1, 0), (5, 0.3), (0.2, 0.01), (40, 2.0), (3, 0.0), (1, 1)))], dim=1)
+    bins = q_of(t, sparse(depth, 0.1))
+    for v in range(1, 6):
+        torch.testing.assert_close(bins.position[0, v], bins.position[0, 0], atol=2e-2, rtol=0)
+
+
+def test_bin_position_grows_with_depth_and_the_sky_is_not_informative():
+    depth = with_sky(smooth_depth(1, 6, *BIN_GRID, seed=4))
+    bins = q_of(teacher_of(depth), sparse(torch.nan_to_num(depth, posinf=0.0), 0.5))
+    assert not bins.informative[..., :3, :].any() and bins.informative[..., 3:, :].float().mean() > 0.95
+    for v in range(6):  # per view: farther pixels sit in farther bins
+        ok = bins.informative[0, v]
+        ranks_z = torch.argsort(torch.argsort(bins.position[0, v][ok])).float()
         ranks_d = torch.argsort(torch.argsort(depth[0, v][ok])).float()
         assert torch.corrcoef(torch.stack([ranks_z, ranks_d]))[0, 1] > 0.98, v
-    assert z.min() >= 0 and z.max() < N_BINS
+    # one bin step is one step of the relative grid: a pixel twice as far sits log(2) / step bins farther
+    step = float(GRID[1] - GRID[0])
+    for v in range(6):
+        z, d = bins.position[0, v][bins.informative[0, v]], depth[0, v][bins.informative[0, v]]
+        slope = torch.linalg.lstsq(torch.stack([torch.log(d), torch.ones_like(d)], 1), z[:, None]).solution[0]
+        assert float(slope) == pytest.approx(1 / step, rel=0.02), v
+
+
+def test_a_view_that_cannot_be_aligned_is_not_informative():
+    depth = smooth_depth(1, 6, H, W, seed=5)
+    gt = sparse(depth, 0.2)
+    gt[0, 2] = 0  # view 2 has no lidar ...
+    bins = q_of(teacher_of(depth), gt)  # ... and no student depth is given
+    assert bins.source[0, 2] == ALIGNED_NONE and not bins.informative[0, 2].any()
+    assert (bins.source[0, [0, 1, 3, 4, 5]] == ALIGNED_LIDAR).all()
+    assert q_of(teacher_of(depth), gt, depth).source[0, 2] == ALIGNED_STUDENT
 
 
 def _student_out(centres, logits, depth_hw=(H, W)):
     probs = torch.softmax(logits, dim=2)
     depth = torch.einsum("bvnhw,bvn->bvhw", probs, centres)
     depth = F.interpolate(depth.flatten(0, 1)[:, None], size=depth_hw, mode="bilinear").reshape(*depth.shape[:2], *depth_hw)
-    return {"centres": centres, "logits": logits, "probs": probs, "depth": depth}
+    n = centres.shape[-1]
+    grid = relative_grid(n, (-2.3, 2.5)).expand(*centres.shape[:2], n)
+    return {"centres": centres, "logits": logits, "probs": probs, "depth": depth, "grid": grid,
+            "sigma_rel": torch.full_like(depth, 0.2)}
 
 
-def test_q_depends_on_neither_the_students_centres_nor_the_gt():
-    """The ill-posed KD of before built q from the student's own centres and the image's lidar."""
+def test_q_depends_on_neither_the_students_centres_nor_the_gt_values():
+    """The ill-posed KD of before built q from the student's own centres. Now a change of the centres (a
+    per-view scale of the relative grid) moves neither q nor the KL; the GT reaches only ci_depth."""
     g = torch.Generator().manual_seed(0)
     depth = smooth_depth(1, 6, H, W, seed=5)
-    batch = {"teacher": teacher_of(depth), "gt": sparse(depth, 0.2)}
-    logits = torch.randn(1, 6, N_BINS, *BIN_GRID, generator=g)
-    narrow = torch.linspace(1.0, 30.0, N_BINS).repeat(1, 6, 1)
-    wide = torch.exp(torch.linspace(math.log(0.6), math.log(200.0), N_BINS)).repeat(1, 6, 1)
     cfg = ablation_presets()["ci_kd"]
-    kl = [distillation_loss(_student_out(c, logits), batch, cfg)[1]["ci_kl"] for c in (narrow, wide)]
-    assert kl[0] == pytest.approx(kl[1], rel=1e-6)  # same p, so the same KL only if q is the same
-    other_gt = {**batch, "gt": sparse(depth * 1.7, 0.05, seed=9)}
-    terms = [distillation_loss(_student_out(wide, logits), b, cfg)[1] for b in (batch, other_gt)]
-    assert terms[0]["ci_kl"] == pytest.approx(terms[1]["ci_kl"], rel=1e-6)
+    logits = torch.randn(1, 6, N_BINS, *BIN_GRID, generator=g)
+    near, far = (torch.exp(GRID + math.log(s)).repeat(1, 6, 1) for s in (3.0, 40.0))
+    for gt in (sparse(depth, 0.2), torch.zeros_like(depth)):  # lidar-aligned and student-aligned views
+        batch = {"teacher": teacher_of(depth), "gt": gt}
+        kl = [distillation_loss(_student_out(c, logits), batch, cfg)[1]["ci_kl"] for c in (near, far)]
+        assert kl[0] == pytest.approx(kl[1], rel=1e-5)
+    batch = {"teacher": teacher_of(depth), "gt": sparse(depth, 0.2)}
+    other_gt = {**batch, "gt": sparse(depth * 1.7, 0.2)}  # the same returns, other metric values
+    terms = [distillation_loss(_student_out(far, logits), b, cfg)[1] for b in (batch, other_gt)]
+    assert terms[0]["ci_kl"] == pytest.approx(terms[1]["ci_kl"], rel=1e-5)
     assert terms[0]["ci_depth"] != pytest.approx(terms[1]["ci_depth"], rel=1e-3)  # the GT does reach ci_depth
 
 
-def test_kl_is_zero_when_the_student_follows_the_teacher():
+def test_kl_is_taken_where_the_gt_is_silent_only():
+    """Regression (issue 21): at lidar cells the KL and the GT likelihood pulled p towards different targets."""
     depth = smooth_depth(1, 6, H, W, seed=6)
-    bins = teacher_bin_probs(teacher_of(depth), N_BINS, BIN_GRID, DistillConfig())
-    centres = torch.linspace(1.0, 60.0, N_BINS).repeat(1, 6, 1)
-    terms = cross_interaction_kd(_student_out(centres, bins.log_q.clone()), bins, sparse(depth), DistillConfig())
+    gt = torch.zeros_like(depth)
+    gt[..., : H // 2, :] = depth[..., : H // 2, :]  # GT in the top half only
+    bins = q_of(teacher_of(depth), gt)
+    centres = torch.exp(GRID + math.log(10.0)).repeat(1, 6, 1)
+    logits = bins.log_q.clone()
+    logits[..., : BIN_GRID[0] // 2, :] = torch.randn_like(logits[..., : BIN_GRID[0] // 2, :]) * 5  # p off q where GT is
+    terms = cross_interaction_kd(_student_out(centres, logits), bins, gt, DistillConfig())
     assert abs(float(terms["ci_kl"])) < 1e-5
-    flat = cross_interaction_kd(_student_out(centres, torch.zeros_like(bins.q)), bins, sparse(depth), DistillConfig())
+    both = cross_interaction_kd(_student_out(centres, logits), bins, gt, DistillConfig(ci_kl_at_gt=1.0))
+    assert float(both["ci_kl"]) > 0.5
+    flat = cross_interaction_kd(_student_out(centres, torch.zeros_like(bins.q)), bins, gt, DistillConfig())
     assert float(flat["ci_kl"]) > 0.5
-
-
-def test_registration_moves_q_by_the_students_shift_and_keeps_its_shape():
-    """On the log grid a depth scale is a shift of the bin axis: a student whose bins sit 3 bins off
-    the teacher's anchor (but follows its structure) gets KL ~ 0 after registration, not before."""
-    depth = smooth_depth(1, 6, H, W, seed=7, lo=4.0, hi=30.0)
-    bins = teacher_bin_probs(teacher_of(depth), N_BINS, BIN_GRID, DistillConfig(tau_bins=2.0))
-    shifted = teacher_bin_position(teacher_of(depth), N_BINS, BIN_GRID, "log")[0]
-    inner = bins.informative & (shifted < N_BINS - 4)  # room to move 3 bins
-    bins = bins._replace(informative=inner)
-    itself = register_to_student(bins, bins.log_q, 2.0)  # registered to itself: (nearly) no shift
-    assert (itself.position - bins.position)[inner].abs().max() < 0.1
-    moved_p = _bins_at_shift(bins, 3.0)
-    reg = register_to_student(bins, moved_p, 2.0)
-    kl_before = float(((bins.q * (bins.log_q - moved_p)).sum(2)[inner]).mean())
-    kl_after = float(((reg.q * (reg.log_q - moved_p)).sum(2)[inner]).mean())
-    assert kl_before > 1.0 and kl_after < 0.05, (kl_before, kl_after)
-    assert torch.allclose((reg.position - bins.position)[inner], torch.tensor(3.0), atol=0.1)
-
-
-def _bins_at_shift(bins, shift):
-    k = torch.arange(N_BINS, dtype=torch.float32)[:, None, None] + 0.5
-    return torch.log_softmax(-((bins.position + shift)[:, :, None] - k) ** 2 / 2.0, dim=2)
 
 
 @pytest.fixture(scope="module")
@@ -211,12 +248,12 @@ def synthetic_batch():
     return {"teacher": torch.from_numpy(item["teacher"])[None], "gt": torch.from_numpy(item["lidar_depth"])[None]}
 
 
-@pytest.mark.parametrize("binning", ["log", "disparity", "rank"])
-def test_with_q_fixed_the_centres_alone_can_fit_ci_depth(synthetic_batch, binning):
+def test_with_q_fixed_the_centres_alone_can_fit_ci_depth(synthetic_batch):
     """ci_depth is a real regression of the centres onto the GT: 200 Adam steps on the centres halve it."""
-    cfg = DistillConfig(ci_binning=binning, w_ci_kl=0.0)
-    bins = teacher_bin_probs(synthetic_batch["teacher"], N_BINS, BIN_GRID, cfg)
-    log_c = torch.nn.Parameter(torch.linspace(math.log(0.6), math.log(200.0), N_BINS).repeat(1, 6, 1))
+    cfg = DistillConfig(w_ci_kl=0.0)
+    bins = q_of(synthetic_batch["teacher"], synthetic_batch["gt"])
+    assert bins.informative.float().mean() > 0.5
+    log_c = torch.nn.Parameter((GRID + math.log(1.0)).repeat(1, 6, 1).clone())
     logits = torch.zeros(1, 6, N_BINS, *BIN_GRID)
     opt = torch.optim.Adam([log_c], lr=0.05)
 
@@ -253,14 +290,18 @@ def test_bin_nll_is_lowest_for_mass_on_the_gt_bins_and_leaves_the_centres_alone(
     assert float(bin_nll_loss(broad, centres.detach(), torch.zeros_like(gt))) == 0.0  # no GT: 0
 
 
-def test_std_nll_is_lowest_when_the_std_is_the_size_of_the_error():
+def test_uncertainty_nll_is_lowest_when_sigma_is_the_size_of_the_error_and_leaves_the_depth_alone():
     gt = sparse(smooth_depth(1, 6, H, W, seed=8), 0.3)
     err = 0.2
-    depth = gt.clamp_min(1.0) * math.exp(err)  # a 20 % (log) error everywhere
-    nll = {r: float(std_laplace_nll(depth, r * depth, gt)) for r in (0.05, err, 0.8)}
-    assert nll[err] < nll[0.05] and nll[err] < nll[0.8]
-    assert nll[err] == pytest.approx(1 + math.log(err), rel=1e-4)
-    assert float(std_laplace_nll(depth, 0.2 * depth, torch.zeros_like(gt))) == 0.0
+    depth = (gt.clamp_min(1.0) * math.exp(err)).requires_grad_(True)  # a 20 % (log) error everywhere
+    best = err * math.sqrt(2)  # a Laplace of scale e has std sqrt(2) e
+    nll = {r: float(uncertainty_nll(depth, torch.full_like(gt, r), gt)) for r in (0.05, best, 0.8)}
+    assert nll[best] < nll[0.05] and nll[best] < nll[0.8]
+    assert nll[best] == pytest.approx(1 + math.log(err), rel=1e-4)
+    sigma = torch.full_like(gt, 0.3, requires_grad=True)
+    uncertainty_nll(depth, sigma, gt).backward()
+    assert depth.grad is None and sigma.grad.abs().sum() > 0
+    assert float(uncertainty_nll(depth, sigma, torch.zeros_like(gt)).detach()) == 0.0
 
 
 # -- gradients through the real student -------------------------------------------------------------
@@ -277,8 +318,8 @@ def student_batch():
     return model, batch
 
 
-def _grads(model, loss):
-    params = [model.head.logits.weight, model.head.widths.weight]
+def _grads(model, loss, params=None):
+    params = params or [model.head.logits.weight, model.head.scale.weight]
     return [None if gr is None else float(gr.abs().sum())
             for gr in torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)]
 
@@ -287,21 +328,42 @@ def test_centres_get_no_gradient_from_ci_kl_and_pixel_logits_none_from_ci_depth(
     model, batch = student_batch
     model.train()
     out = model(batch["images"], batch["focal_px"])
-    bins = teacher_bin_probs(batch["teacher"], out["logits"].shape[2], tuple(out["logits"].shape[-2:]), DistillConfig())
+    shift, source = teacher_shift(batch["teacher"], batch["gt"], batch["gt"] > 0)
+    bins = teacher_bin_probs(batch["teacher"], shift, source, out["grid"][0, 0], tuple(out["logits"].shape[-2:]), 2.0)
     ci = cross_interaction_kd(out, bins, batch["gt"], DistillConfig())
-    logits_g, widths_g = _grads(model, ci["ci_kl"])
-    assert logits_g > 0 and widths_g is None  # the teacher teaches structure (probabilities) only
-    logits_g, widths_g = _grads(model, ci["ci_depth"])
-    assert logits_g is None and widths_g > 0  # the GT teaches scale (centres) only
-    logits_g, widths_g = _grads(model, bin_chamfer_loss(out["centres"], batch["gt"]))
-    assert logits_g is None and widths_g > 0
-    logits_g, widths_g = _grads(model, bin_nll_loss(torch.log_softmax(out["logits"], dim=2), out["centres"], batch["gt"]))
-    assert logits_g > 0 and widths_g is None  # the likelihood shapes the distribution over the given centres
-    logits_g, widths_g = _grads(model, silog_loss(out["depth"], batch["gt"]))
-    assert logits_g > 0 and widths_g > 0
+    logits_g, scale_g = _grads(model, ci["ci_kl"])
+    assert logits_g > 0 and scale_g is None  # the teacher teaches structure (probabilities) only
+    logits_g, scale_g = _grads(model, ci["ci_depth"])
+    assert logits_g is None and scale_g > 0  # the GT teaches scale (centres) only
+    logits_g, scale_g = _grads(model, bin_nll_loss(torch.log_softmax(out["logits"], dim=2), out["centres"], batch["gt"]))
+    assert logits_g > 0 and scale_g is None  # the likelihood shapes the distribution over the given centres
+    logits_g, scale_g = _grads(model, silog_loss(out["depth"], batch["gt"]))
+    assert logits_g > 0 and scale_g > 0
 
 
-# -- view-relational KD -----------------------------------------------------------------------------
+def test_the_uncertainty_gets_no_gradient_from_the_kd_terms(student_batch):
+    """Regression (issue 21): the KD phase spent the bin distribution's spread on teacher-vs-GT disagreement;
+    depth_std now comes from a branch that only the GT's likelihood trains, and that teaches nothing else."""
+    model, batch = student_batch
+    model.train()
+    out = model(batch["images"], batch["focal_px"])
+    ov = overlap_indices(load_rig("nuscenes"), H // 4, W // 4, 32)
+    _, terms = distillation_loss(out, batch, DistillConfig(), ov)
+    assert {"ci_kl", "ci_depth", "vr_feat", "sigma_nll"} <= set(terms)
+    sigma_params = list(model.head.sigma.parameters())
+    trunk = [model.head.logits.weight, model.head.scale.weight, model.decoder.blocks[-1][0][0].weight]
+    shift, source = teacher_shift(batch["teacher"], batch["gt"], batch["gt"] > 0)
+    bins = teacher_bin_probs(batch["teacher"], shift, source, out["grid"][0, 0], tuple(out["logits"].shape[-2:]), 2.0)
+    kd = sum(cross_interaction_kd(out, bins, batch["gt"], DistillConfig()).values())
+    kd = kd + view_relational_kd(out["features"], batch["teacher_features"], ov, 0.1)
+    assert all(g is None for g in _grads(model, kd, sigma_params))
+    nll = uncertainty_nll(out["depth"], out["sigma_rel"], batch["gt"])
+    grads = _grads(model, nll, sigma_params)
+    assert all(g is not None for g in grads) and grads[-1] > 0  # (the first layer's are 0 at init: zero out weight)
+    assert all(g is None for g in _grads(model, nll, trunk))  # and it teaches the depth nothing
+    torch.testing.assert_close(out["depth_std"] >= out["depth"] * out["sigma_rel"] * 0.999, torch.ones_like(out["depth"], dtype=torch.bool))
+
+
 def test_overlap_indices_lie_in_the_adjacent_edges_of_the_nuscenes_ring():
     rig = load_rig("nuscenes")
     h, w = 24, 40
@@ -347,8 +409,8 @@ def test_config_from_dict_and_presets():
         DistillConfig.from_dict({"w_unknown": 1})
     with pytest.raises(ValueError, match="tau_bins"):
         DistillConfig(tau_bins=0)
-    with pytest.raises(ValueError, match="ci_binning"):
-        DistillConfig(ci_binning="nearest")
+    with pytest.raises(ValueError, match="ci_kl_at_gt"):
+        DistillConfig(ci_kl_at_gt=-1.0)
     cfg = DistillConfig.from_dict({"w_bins": 0.0, "tau_bins": 4.0})
     assert cfg.w_bins == 0 and cfg.tau_bins == 4.0 and DistillConfig.from_dict(cfg.to_dict()) == cfg
     presets = ablation_presets()
@@ -377,7 +439,7 @@ def fake_out(b=1, v=6, n=8, seed=0):
 
 def test_terms_follow_the_config():
     ov = overlap_indices(load_rig("nuscenes"), H // 4, W // 4, 32)
-    gt_terms = {"silog", "bins", "bin_nll"}
+    gt_terms = {"silog", "bin_nll", "sigma_nll"}
     expect = {"supervised": gt_terms, "ci_kd": gt_terms | {"ci_kl", "ci_depth"}, "vr_kd": gt_terms | {"vr_feat"},
               "full": gt_terms | {"ci_kl", "ci_depth", "vr_feat"}}
     for name, cfg in ablation_presets().items():
@@ -397,15 +459,17 @@ def test_terms_follow_the_config():
         distillation_loss(fake_out(), {"gt": torch.zeros(1, 6, H, W + 1)}, ablation_presets()["supervised"])
 
 
-def test_total_is_finite_without_gt():
+def test_a_teacher_only_set_contributes_no_gt_term_and_a_labelled_one_all_of_them():
     ov = overlap_indices(load_rig("nuscenes"), H // 4, W // 4, 32)
+    cfg = DistillConfig(w_bins=0.1)
+    _, labelled = distillation_loss(fake_out(), _batch(), cfg, ov)
+    assert set(labelled) == set(GT_TERMS) | {"ci_kl", "vr_feat"}
     out = fake_out()
-    batch = dict(_batch(), gt=torch.zeros(1, 6, H, W))
-    total, terms = distillation_loss(out, batch, DistillConfig(), ov)
+    total, teacher_only = distillation_loss(out, dict(_batch(), gt=torch.zeros(1, 6, H, W)), cfg, ov)
+    assert set(teacher_only) == {"ci_kl", "vr_feat"}  # the KD from the teacher alone, aligned by the student
     total.backward()
-    assert math.isfinite(float(total.detach()))
-    assert terms["silog"] == terms["bins"] == terms["bin_nll"] == terms["ci_depth"] == 0
-    assert torch.isfinite(out["logits"].grad).all() and torch.isfinite(out["centres"].grad).all()
+    assert math.isfinite(float(total.detach())) and torch.isfinite(out["logits"].grad).all()
+    assert out["centres"].grad is None or float(out["centres"].grad.abs().sum()) == 0  # no GT: no metric scale
 
 
 def test_a_few_steps_lower_the_total(student_batch):
