@@ -36,11 +36,40 @@ FACADE_COLOURS = np.array([  # sRGB in [0,1]: render, brick, stone, concrete, pa
     [0.86, 0.80, 0.66], [0.72, 0.52, 0.38], [0.78, 0.80, 0.78], [0.66, 0.72, 0.78],
     [0.88, 0.86, 0.80], [0.50, 0.40, 0.34],
 ])
+# The domain-shifted streets' facades (held-out evaluation only): glass, dark brick, painted colours.
+SHIFTED_FACADE_COLOURS = np.array([
+    [0.30, 0.42, 0.55], [0.35, 0.18, 0.16], [0.20, 0.45, 0.40], [0.85, 0.55, 0.30], [0.55, 0.30, 0.50],
+    [0.25, 0.25, 0.28], [0.92, 0.92, 0.95], [0.60, 0.70, 0.35], [0.45, 0.50, 0.62], [0.75, 0.35, 0.30],
+])
 CAR_COLOURS = np.array([
     [0.90, 0.90, 0.90], [0.08, 0.08, 0.09], [0.62, 0.63, 0.65], [0.35, 0.36, 0.38],
     [0.12, 0.18, 0.38], [0.62, 0.08, 0.07], [0.20, 0.30, 0.22], [0.80, 0.72, 0.50],
     [0.15, 0.40, 0.65],
 ])
+
+
+@dataclasses.dataclass(frozen=True)
+class StreetStyle:
+    """What a domain shift changes (`STREET_STYLES`): the look and the build of a street, not its geometry rules.
+
+    density multiplies how often poles, trees and traffic occur (their spacing is divided by it) and the
+    chance of a parking strip; the window tuples are the (low, high) of the facade pattern's draws [m or share].
+    """
+
+    facade_colours: np.ndarray
+    sun_elevation_deg: tuple[float, float]
+    floors_front: tuple[int, int]  # floors of the first row of buildings [low, high)
+    floors_back: tuple[int, int]
+    window_spacing_m: tuple[float, float]
+    window_width_share: tuple[float, float]
+    density: float
+
+
+STREET_STYLES = {
+    "street": StreetStyle(FACADE_COLOURS, SUN_ELEVATION_DEG, (2, 9), (4, 13), (2.2, 3.6), (0.35, 0.6), 1.0),
+    # held-out domain shift: other palettes and window patterns, a low sun, taller buildings, denser streets
+    "shifted": StreetStyle(SHIFTED_FACADE_COLOURS, (12.0, 25.0), (5, 14), (8, 20), (1.5, 2.4), (0.6, 0.85), 1.6),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +162,9 @@ class _Builder:
                      s[0], s[1], s[2].astype(np.int16), s[3], s[4])
 
 
-def _sun(rng: np.random.Generator) -> np.ndarray:
+def _sun(rng: np.random.Generator, elevation_deg: tuple[float, float] = SUN_ELEVATION_DEG) -> np.ndarray:
     az = rng.uniform(0, 2 * np.pi)
-    el = np.radians(rng.uniform(*SUN_ELEVATION_DEG))
+    el = np.radians(rng.uniform(*elevation_deg))
     return np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
 
 
@@ -167,27 +196,29 @@ def _car(b: _Builder | None, rng: np.random.Generator, xc: float, yc: float, hea
               (0.05, 0.05, 0.05), (xa, 0.32, 0.30), SMALL_OBJECT_CULL_M)
 
 
-def _buildings(b: _Builder, rng, side: int, x0: float, x1: float, y_min: float, back_row: bool) -> None:
+def _buildings(b: _Builder, rng, side: int, x0: float, x1: float, y_min: float, back_row: bool,
+               style: StreetStyle) -> None:
     """A row of buildings along x0..x1 on one side (+1 left, -1 right) with facades beyond y_min."""
     x = x0
     while x < x1:
         length = rng.uniform(20, 45) if back_row else rng.uniform(8, 28)
         if back_row:
-            y_near, depth, floors = rng.uniform(*BACK_ROW_Y_M), rng.uniform(10, 20), rng.integers(4, 13)
+            y_near, depth, floors = rng.uniform(*BACK_ROW_Y_M), rng.uniform(10, 20), rng.integers(*style.floors_back)
         else:
             y_near = rng.uniform(y_min, y_min + FACADE_JITTER_M)
-            depth, floors = rng.uniform(8, 18), rng.integers(2, 9)
+            depth, floors = rng.uniform(8, 18), rng.integers(*style.floors_front)
         floor_h = rng.uniform(3.0, 3.6)
         height = floors * floor_h + rng.uniform(0.3, 1.5)
-        color = FACADE_COLOURS[rng.integers(len(FACADE_COLOURS))] * rng.uniform(0.88, 1.08)
-        param = (rng.uniform(2.2, 3.6), floor_h, rng.uniform(0.35, 0.6), rng.uniform(0.4, 0.6),
+        color = style.facade_colours[rng.integers(len(style.facade_colours))] * rng.uniform(0.88, 1.08)
+        param = (rng.uniform(*style.window_spacing_m), floor_h, rng.uniform(*style.window_width_share), rng.uniform(0.4, 0.6),
                  float(rng.random() < 0.45), rng.integers(1 << 20))
         b.box((x, side * y_near, 0.0), (x + length, side * (y_near + depth), height), MAT_BUILDING,
               np.clip(color, 0, 1), param)
         x += length + (0.0 if back_row or rng.random() < 0.5 else rng.uniform(1.0, 7.0))
 
 
-def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float, float]) -> Scene:
+def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float, float],
+                 style: StreetStyle = STREET_STYLES["street"]) -> Scene:
     """A straight street from x_min to x_max [m]; the ego lane is kept free over ego_x_range (+ margin).
 
     Every row of objects draws from its own random stream, generated from x_min forwards, so a
@@ -199,12 +230,12 @@ def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float
 
     rng = stream(0)
     lane = rng.uniform(3.0, 3.5)
-    parking = rng.random(2) < 0.4  # parking strip left / right
+    parking = rng.random(2) < 0.4 * style.density  # parking strip left / right
     kerb = lane + PARKING_WIDTH_M * parking
     sidewalk = rng.uniform(2.0, 4.0, 2)
     layout = StreetLayout(lane, (float(kerb[0]), float(kerb[1])), (float(sidewalk[0]), float(sidewalk[1])),
                           tuple(bool(g) for g in rng.random(2) < 0.5))
-    sun, cap_h = _sun(rng), rng.uniform(12, 30, 2)
+    sun, cap_h = _sun(rng, style.sun_elevation_deg), rng.uniform(12, 30, 2)
     b = _Builder()
     for k, side in enumerate((1, -1)):
         hw = kerb[k]
@@ -213,10 +244,10 @@ def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float
               (0.62, 0.61, 0.58), (side, hw))
         y_min = max(BUILDING_SETBACK_M[0], kerb_out + 1.0)
         y_min = min(y_min, BUILDING_SETBACK_M[1] - FACADE_JITTER_M)
-        _buildings(b, stream(10 + k), side, x_min, x_max, y_min, back_row=False)
-        _buildings(b, stream(12 + k), side, x_min, x_max, 0.0, back_row=True)
+        _buildings(b, stream(10 + k), side, x_min, x_max, y_min, back_row=False, style=style)
+        _buildings(b, stream(12 + k), side, x_min, x_max, 0.0, back_row=True, style=style)
         rng = stream(14 + k)
-        poles = np.arange(x_min + rng.uniform(0, 20), x_max, rng.uniform(22, 32))
+        poles = np.arange(x_min + rng.uniform(0, 20), x_max, rng.uniform(22, 32) / style.density)
         y_pole = side * (hw + 0.45)
         for xp in poles:  # street lamp: pole, arm over the road, lamp head
             top = rng.uniform(6.5, 8.0)
@@ -228,7 +259,7 @@ def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float
         rng = stream(16 + k)
         if rng.random() < 0.8:  # a row of trees on the outer edge of the sidewalk
             y_tree = side * (kerb_out - 0.7)
-            for xt in np.arange(x_min + rng.uniform(0, 10), x_max, rng.uniform(7, 14)):
+            for xt in np.arange(x_min + rng.uniform(0, 10), x_max, rng.uniform(7, 14) / style.density):
                 xt += rng.uniform(-1.5, 1.5)
                 if np.min(np.abs(poles - xt), initial=99.0) < 2.5 or rng.random() < 0.15:
                     continue
@@ -248,13 +279,13 @@ def street_scene(seed: int, x_min: float, x_max: float, ego_x_range: tuple[float
     x = x_min + rng.uniform(0, 20)  # oncoming lane: sparse stopped traffic
     while x < x_max:
         _car(b, rng, x, lane / 2 + rng.uniform(-0.2, 0.2), -1.0)
-        x += rng.uniform(9.0, 45.0)
+        x += rng.uniform(9.0, 45.0) / style.density
     rng = stream(21)
     free0, free1 = ego_x_range[0] - 12.0, ego_x_range[1] + 15.0
     x = x_min + rng.uniform(0, 10)  # ego lane: traffic behind the start and ahead of the end
     while x < x_max:
         _car(None if free0 < x < free1 else b, rng, x, -lane / 2 + rng.uniform(-0.2, 0.2), 1.0)
-        x += rng.uniform(9.0, 30.0)
+        x += rng.uniform(9.0, 30.0) / style.density
     # buildings closing the street at both ends
     b.box((x_min - 15, -60, 0), (x_min, 60, cap_h[0]), MAT_BUILDING, FACADE_COLOURS[2], (3.0, 3.3, 0.5, 0.5, 1, 7))
     b.box((x_max, -60, 0), (x_max + 15, 60, cap_h[1]), MAT_BUILDING, FACADE_COLOURS[0], (3.0, 3.3, 0.5, 0.5, 1, 9))

@@ -1,7 +1,10 @@
 """The synthetic world's stand-in for a depth foundation model (Depth Anything V2): relative depth and features.
 
-Depth: the true inverse depth under an unknown per-image affine map (never metric), blurred at
-depth edges, with a smooth multiplicative error field and pixel noise.
+Depth: the true inverse depth under an unknown per-image affine map (never metric), with errors that depend
+on content, as a foundation model's do: blurred, and more so across depth edges (its output bleeds between a
+near object and the background); thin structures (poles, trunks) partly merged into the background behind
+them; a smooth multiplicative error field whose amplitude grows with range (far structure is what it
+resolves least); and pixel noise.
 Features: what a foundation model's patch features carry about a pixel, which surface it belongs
 to and its local geometry, at a ViT's patch grid (a 518 px wide input cut into 14 px patches, as
 `DepthAnythingTeacher` runs), with smooth errors drawn independently per view like its depth:
@@ -21,6 +24,11 @@ TEACHER_SHIFT_RANGE = (0.0, 0.05)  # per-image shift, in inverse metres before s
 TEACHER_BLUR_PX = 1.5  # Gaussian sigma at 320 px width: foundation models blur depth edges
 TEACHER_LOWFREQ = 0.08  # std of the smooth multiplicative error field (log scale)
 TEACHER_NOISE = 0.01  # per-pixel noise std relative to the image's median inverse depth
+TEACHER_EDGE_BLUR_PX = 4.0  # Gaussian sigma at 320 px width of the bleeding across depth edges ...
+TEACHER_EDGE_LOG_STEP = 0.3  # ... where neighbouring pixels' log depth differ by more than this
+TEACHER_THIN_MERGE = 0.6  # share of a thin structure's inverse depth replaced by its background's
+TEACHER_FAR_LOWFREQ = 0.15  # extra log-scale error amplitude at TEACHER_FAR_RANGE_M and beyond
+TEACHER_FAR_RANGE_M = (20.0, 100.0)  # the extra error grows in log depth from the first to the second
 
 VIT_INPUT_WIDTH_PX = 518  # Depth Anything V2's input width ...
 VIT_PATCH_PX = 14  # ... and its ViT's patch size: 37 patch columns
@@ -30,12 +38,28 @@ FEATURE_NOISE = 0.25  # std of the smooth per-view error field of every feature 
 SKY_ID = (0, -1)  # (kind, index) of the sky in the identity embedding
 
 
-def simulate_teacher(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Relative inverse depth [H,W] float32 of a simulated foundation model from z-depth [H,W] [m]."""
+def simulate_teacher(depth: np.ndarray, rng: np.random.Generator, thin: np.ndarray | None = None) -> np.ndarray:
+    """Relative inverse depth [H,W] float32 of a simulated foundation model from z-depth [H,W] [m] (see the
+    module doc); thin [H,W] bool marks thin structures (poles, trunks)."""
     h, w = depth.shape
-    inv = np.where(np.isfinite(depth) & (depth > 0), 1.0 / np.maximum(depth, 1e-6), 0.0)
-    inv = cv2.GaussianBlur(inv, (0, 0), TEACHER_BLUR_PX * w / 320.0)
-    inv = inv * np.exp(TEACHER_LOWFREQ * _smooth_field(rng, (h, w)))
+    px = w / 320.0
+    hit = np.isfinite(depth) & (depth > 0)
+    inv = np.where(hit, 1.0 / np.maximum(depth, 1e-6), 0.0)
+    if thin is not None and thin.any():  # thin structures partly merged into what is behind them
+        k = max(3, int(round(6 * px)) | 1)
+        background = cv2.erode(inv, np.ones((1, k), np.uint8))  # the farthest in a horizontal window
+        inv = np.where(thin, (1 - TEACHER_THIN_MERGE) * inv + TEACHER_THIN_MERGE * background, inv)
+    log_d = np.log(np.where(hit, np.maximum(depth, 1e-6), 1e4))
+    step = np.maximum(np.abs(np.diff(log_d, axis=0, prepend=log_d[:1])), np.abs(np.diff(log_d, axis=1, prepend=log_d[:, :1])))
+    sigma = TEACHER_EDGE_BLUR_PX * px
+    edge = cv2.GaussianBlur((step > TEACHER_EDGE_LOG_STEP).astype(np.float64), (0, 0), sigma)
+    edge = np.clip(edge * np.sqrt(2 * np.pi) * sigma, 0.0, 1.0)  # 1 on an edge line, fading over a few sigma
+    sharp = cv2.GaussianBlur(inv, (0, 0), TEACHER_BLUR_PX * px)
+    bled = cv2.GaussianBlur(inv, (0, 0), TEACHER_EDGE_BLUR_PX * px)
+    inv = (1 - edge) * sharp + edge * bled
+    lo, hi = np.log(TEACHER_FAR_RANGE_M)
+    far = np.clip((log_d - lo) / (hi - lo), 0.0, 1.0)
+    inv = inv * np.exp(TEACHER_LOWFREQ * _smooth_field(rng, (h, w)) + TEACHER_FAR_LOWFREQ * far * _smooth_field(rng, (h, w)))
     scale = np.exp(rng.uniform(*np.log(TEACHER_SCALE_RANGE)))
     shift = rng.uniform(*TEACHER_SHIFT_RANGE)
     ref = np.median(inv[inv > 0]) if np.any(inv > 0) else 1.0

@@ -9,7 +9,8 @@ optionally teacher float32 [V,H,W] (relative, disparity-like), teacher_features 
 (dense ground truth, synthetic only). The synthetic world, DDAD and nuScenes readers all give
 these keys, so training, evaluation and bag conversion take any of them.
 
-Specs (`open_dataset`): `synthetic`, `synthetic:nuscenes?seed=3&frames=40&stride=2`,
+Specs (`open_dataset`): `synthetic`, `synthetic:nuscenes?seed=3&frames=40&stride=2` (options: gt=none for a
+teacher-only world, beams=8 for a sparser lidar, domain=shifted for a street of another look),
 `ddad:/path?split=val` (fsmde_ros.data.ddad) and
 `nuscenes:/path?version=v1.0-mini&split=mini_val` (fsmde_ros.data.nuscenes).
 """
@@ -29,8 +30,9 @@ from fsmde_ros.errors import ConfigError
 # Keys a training item must have, and the optional ones the cache keeps when present.
 REQUIRED_KEYS = ("images", "lidar_depth", "K", "T_base_cam", "stamp")
 CACHED_KEYS = REQUIRED_KEYS + ("teacher", "teacher_features", "depth", "T_world_base")
-# Bumped when the items a dataset gives change, so that caches of older items are never read (v2: teacher_features).
-CACHE_VERSION = 2
+# Bumped when the items a dataset gives change, so that caches of older items are never read (v2: teacher_features;
+# v3: the simulated teacher's errors depend on content).
+CACHE_VERSION = 3
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -62,12 +64,17 @@ def open_dataset(spec: str, height: int = 192, width: int = 320):
     if kind == "synthetic":
         from fsmde_ros.data.synthetic import SyntheticSurround
 
-        known = {"seed", "frames", "stride", "speed"}
+        known = {"seed", "frames", "stride", "speed", "gt", "beams", "domain"}
         unknown = set(opts) - known
         if unknown:
             raise ConfigError(f"{spec}: unknown options {sorted(unknown)}; synthetic takes {sorted(known)}")
-        ds = SyntheticSurround(target or "ddad", seed=int(opts.get("seed", 0)), height=height, width=width,
-                               frames=int(opts.get("frames", 20)), speed_mps=float(opts.get("speed", 8.0)))
+        try:
+            ds = SyntheticSurround(target or "ddad", seed=int(opts.get("seed", 0)), height=height, width=width,
+                                   frames=int(opts.get("frames", 20)), speed_mps=float(opts.get("speed", 8.0)),
+                                   gt=opts.get("gt", "lidar"), beams=int(opts.get("beams", 32)),
+                                   domain=opts.get("domain", "street"))
+        except ConfigError as exc:
+            raise ConfigError(f"{spec}: {exc}") from None
         return FrameSubset(ds, int(opts.get("stride", 1)))
     if kind in ("ddad", "nuscenes"):
         return _open_real_dataset(spec, kind, target, opts, height, width)

@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from fsmde_ros.data.raycast import AzimuthCuller, CameraCuller, cast, shadowed
-from fsmde_ros.data.scene import STREET_MARGIN_M, Scene, street_scene
+from fsmde_ros.data.scene import KIND_CYLINDER, STREET_MARGIN_M, STREET_STYLES, Scene, street_scene
 from fsmde_ros.data.shading import albedo, light, normals, sky
 from fsmde_ros.data.simulated_teacher import simulate_teacher, simulate_teacher_features
 from fsmde_ros.errors import ConfigError
@@ -106,19 +106,22 @@ def render_view(scene: Scene, K: np.ndarray, T_world_cam: np.ndarray, height: in
     return (*out, Surface(hits.kind, hits.index, normal.reshape(height, width, 3), rng_m.reshape(height, width)))
 
 
-def lidar_directions() -> np.ndarray:
-    """Unit beam directions [beams, columns, 3] of the lidar in its own frame (column j at azimuth j*step)."""
+def lidar_directions(beams: int = len(LIDAR_ELEVATION_DEG)) -> np.ndarray:
+    """Unit beam directions [beams, columns, 3] of the lidar in its own frame (column j at azimuth j*step);
+    fewer beams than 32 keep every (32 / beams)-th (a sparser lidar over the same field of view)."""
+    if beams < 1 or len(LIDAR_ELEVATION_DEG) % beams:
+        raise ConfigError(f"beams must divide {len(LIDAR_ELEVATION_DEG)}, got {beams}")
     az = np.radians(np.arange(0.0, 360.0, LIDAR_AZIMUTH_STEP_DEG))
-    el = np.radians(LIDAR_ELEVATION_DEG)
+    el = np.radians(LIDAR_ELEVATION_DEG[::len(LIDAR_ELEVATION_DEG) // beams])
     ce = np.cos(el)[:, None]
     return np.stack([ce * np.cos(az), ce * np.sin(az), np.sin(el)[:, None] * np.ones_like(az)], axis=-1)
 
 
-def lidar_scan(scene: Scene, T_world_base: np.ndarray) -> np.ndarray:
+def lidar_scan(scene: Scene, T_world_base: np.ndarray, beams: int = len(LIDAR_ELEVATION_DEG)) -> np.ndarray:
     """Returns [M,3] of one lidar sweep in base_link [m] (instantaneous, noise-free, range-limited)."""
     R = T_world_base[:3, :3]
     origin = T_world_base[:3, :3] @ np.asarray(LIDAR_XYZ_M) + T_world_base[:3, 3]
-    dirs = lidar_directions()
+    dirs = lidar_directions(beams)
     yaw = float(np.arctan2(R[1, 0], R[0, 0]))
     culler = AzimuthCuller(origin, dirs.shape[0], dirs.shape[1], yaw=yaw)
     hits = cast(scene, origin, dirs @ R.T, culler, LIDAR_MAX_RANGE_M)
@@ -150,17 +153,32 @@ def project_lidar(points_base: np.ndarray, K: np.ndarray, T_base_cam: np.ndarray
     return out
 
 
+GT_CHOICES = ("lidar", "none")
+
+
 class SyntheticSurround:
-    """A len()-able dataset of surround frames of one procedural street, deterministic by seed."""
+    """A len()-able dataset of surround frames of one procedural street, deterministic by seed.
+
+    The regimes of real data: gt='none' makes a teacher-only world (no lidar returns, no dense depth: what
+    a fleet's camera-only logs give), beams < 32 a sparser lidar, domain='shifted' a street of another look
+    (scene.STREET_STYLES) for held-out evaluation."""
 
     def __init__(self, rig: CameraRig | str, seed: int = 0, height: int = 192, width: int = 320,
-                 frames: int = 100, speed_mps: float = 8.0, fps: float = 10.0, shadows: bool = True):
+                 frames: int = 100, speed_mps: float = 8.0, fps: float = 10.0, shadows: bool = True,
+                 gt: str = "lidar", beams: int = len(LIDAR_ELEVATION_DEG), domain: str = "street"):
+        if gt not in GT_CHOICES:
+            raise ConfigError(f"gt must be one of {', '.join(GT_CHOICES)}, got {gt!r}")
+        if domain not in STREET_STYLES:
+            raise ConfigError(f"domain must be one of {', '.join(STREET_STYLES)}, got {domain!r}")
+        lidar_directions(beams)  # checks beams
         base = load_rig(rig) if isinstance(rig, (str, Path)) else rig
         self.rig = base.resized(width, height)
         self.seed, self.height, self.width = int(seed), int(height), int(width)
         self.frames, self.speed_mps, self.fps, self.shadows = int(frames), float(speed_mps), float(fps), shadows
+        self.gt, self.beams, self.domain = gt, int(beams), domain
         drive_m = max(self.frames - 1, 0) * self.speed_mps / self.fps
-        self.scene = street_scene(self.seed, -STREET_MARGIN_M, drive_m + STREET_MARGIN_M, (0.0, drive_m))
+        self.scene = street_scene(self.seed, -STREET_MARGIN_M, drive_m + STREET_MARGIN_M, (0.0, drive_m),
+                                  STREET_STYLES[domain])
 
     def __len__(self) -> int:
         return self.frames
@@ -194,15 +212,19 @@ class SyntheticSurround:
             rng = np.random.default_rng([self.seed, i, c, 0x7EAC])
             noise = rng.normal(scale=IMAGE_NOISE_STD, size=rgb.shape)
             images[c] = np.clip(rgb + noise, 0, 255).round().astype(np.uint8)
-            teacher[c] = simulate_teacher(depth[c], rng)
+            teacher[c] = simulate_teacher(depth[c], rng, thin=surf.kind == KIND_CYLINDER)
             features.append(simulate_teacher_features(surf.kind, surf.index, surf.normal_world, surf.range_m, rng))
-        lidar = project_lidar(lidar_scan(self.scene, T_world_base), K, T_base_cam, depth)
-        return {
-            "images": images, "depth": depth, "lidar_depth": lidar, "teacher": teacher,
-            "teacher_features": np.stack(features),
+        item = {
+            "images": images, "depth": depth, "teacher": teacher, "teacher_features": np.stack(features),
             "K": K, "T_base_cam": T_base_cam, "T_world_base": T_world_base,
             "stamp": self.stamp(i), "camera_names": self.rig.names, "index": i,
         }
+        if self.gt == "none":  # a teacher-only world: no GT of any kind
+            del item["depth"]
+            item["lidar_depth"] = np.zeros_like(depth)
+        else:
+            item["lidar_depth"] = project_lidar(lidar_scan(self.scene, T_world_base, self.beams), K, T_base_cam, depth)
+        return item
 
 
 def _rig_dict(rig: CameraRig) -> dict:

@@ -41,6 +41,11 @@ class TrainCache:
     def __len__(self) -> int:
         return int(self.meta["length"])
 
+    @property
+    def has_gt(self) -> bool:
+        """False for a teacher-only dataset: no lidar return in any set and no dense depth."""
+        return "depth" in self.keys or ("lidar_depth" in self.keys and int(self.arrays["lidar_offsets"][-1]) > 0)
+
     def __getstate__(self) -> dict:  # to a loader worker: the path, not the mapped arrays (each maps its own)
         return {**self.__dict__, "_arrays": None}
 

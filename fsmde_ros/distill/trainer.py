@@ -30,7 +30,7 @@ import torch.distributed as dist
 import yaml
 
 from fsmde_ros.data.surround import CachedDataset
-from fsmde_ros.distill.config import DistillConfig, TrainConfig
+from fsmde_ros.distill.config import GT_TERMS, DistillConfig, TrainConfig
 from fsmde_ros.distill.loader import RigBatchSampler, augment_on_device, make_loader
 from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size
 from fsmde_ros.distill.losses import distillation_loss
@@ -76,8 +76,10 @@ class Trainer:
             self.model.load_state_dict(load_student(cfg.init_checkpoint).state_dict())
         self.ddp = None
         if self.world > 1:
+            # find_unused_parameters: on a teacher-only step the uncertainty branch (trained by the GT alone) is unused
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
@@ -87,6 +89,9 @@ class Trainer:
         # time the loop waited for batches / spent in all, after the first batch of a run (loader_start_s [s])
         self.data_wait_s = self.step_s = self.loader_start_s = 0.0
         self.best: dict[str, Any] | None = None
+        # steps on sets without GT, and per enabled GT term how often it was skipped there (this process's steps)
+        self.teacher_only_steps = 0
+        self.skipped_terms: dict[str, int] = {}
         self.eval_datasets = [CachedDataset(spec, cfg.height, cfg.width, cfg.cache_dir) for spec in cfg.eval]
 
     def _lr_factor(self, step: int) -> float:
@@ -121,7 +126,7 @@ class Trainer:
                 self.caches.append(build_train_cache(self._train_cache_dir(d), len(ds),
                                                      lambda i, d=d: self._source_item(d, i), describe, progress))
             for c, ds in zip(self.caches, self.datasets):
-                if self.cfg.gt_source not in c.keys:
+                if self.cfg.gt_source not in c.keys and c.has_gt:
                     raise ConfigError(f"gt_source {self.cfg.gt_source!r}: {ds.spec} has no such key "
                                       f"(it has {', '.join(c.keys)}); dense 'depth' exists for synthetic data only")
             log.info("training cache: %s (%s)", describe_size(self.caches),
@@ -132,7 +137,8 @@ class Trainer:
         """This rank's batches from self.step to end: (dataset index, batch dict on the device, augmented)."""
         caches = self.prepare_data(progress=False)
         sampler = RigBatchSampler([len(c) for c in caches], self.cfg.batch_size, self.cfg.seed, self.rank, self.world,
-                                  start_step=self.step, end_step=end)
+                                  start_step=self.step, end_step=end, teacher_only=[not c.has_gt for c in caches],
+                                  teacher_only_ratio=self.cfg.teacher_only_ratio)
         loader = make_loader(caches, sampler, self.cfg.workers, pin_memory=self.device.type == "cuda",
                              gt_source=self.cfg.gt_source, prefetch=self.cfg.prefetch)
         for raw in loader:
@@ -233,6 +239,7 @@ class Trainer:
                 self.data_wait_s += t1 - t0
                 self.step_s += time.perf_counter() - t0
             self._terms = terms
+            self._count_skipped(terms)
             bar.update(1)
             if self.rank == 0 and self.step % self.cfg.log_every == 0:
                 bar.set_postfix(loss=f"{total.item():.3f}")
@@ -247,6 +254,13 @@ class Trainer:
                 self.save()
             if self.rank == 0 and self.cfg.eval_every and self.eval_datasets and self.step % self.cfg.eval_every == 0:
                 self.evaluate_now()
+
+    def _count_skipped(self, terms: dict[str, float]) -> None:
+        skipped = [k for k in GT_TERMS if getattr(self.loss_cfg, "w_" + k) > 0 and k not in terms]
+        if skipped:
+            self.teacher_only_steps += 1
+            for k in skipped:
+                self.skipped_terms[k] = self.skipped_terms.get(k, 0) + 1
 
     def evaluate_now(self) -> dict[str, float]:
         """Score the student on the held-out sets, log to TensorBoard, keep student_best.pt on a new best."""
@@ -335,6 +349,12 @@ def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = Tru
         trainer.prepare_data(progress)
         print(f"[distill] training cache: {describe_size(trainer.caches)} "
               f"({', '.join(str(c.dir) for c in trainer.caches)})", flush=True)
+        teacher_only = [ds.spec for c, ds in zip(trainer.caches, trainer.datasets) if not c.has_gt]
+        if teacher_only:
+            share = cfg.teacher_only_ratio if len(teacher_only) < len(trainer.datasets) else 1.0
+            print(f"[distill] {len(teacher_only)} teacher-only dataset(s) (no GT), {share:.0%} of the steps: "
+                  f"the GT terms skip them ({', '.join(teacher_only[:3])}{', ...' if len(teacher_only) > 3 else ''})",
+                  flush=True)
     if dist.is_initialized():
         dist.barrier()
     if resume:
@@ -344,8 +364,12 @@ def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = Tru
     if trainer.rank == 0:
         summary = {"steps": trainer.step, "seconds": time.monotonic() - start, "last_terms": terms,
                    "data_wait_fraction": trainer.data_wait_s / max(trainer.step_s, 1e-9),
-                   "training_cache": describe_size(trainer.caches), "best": trainer.best}
+                   "training_cache": describe_size(trainer.caches), "best": trainer.best,
+                   "teacher_only_steps": trainer.teacher_only_steps, "skipped_terms": trainer.skipped_terms}
         (trainer.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if trainer.teacher_only_steps:
+            print(f"[distill] {trainer.teacher_only_steps} of these steps had no GT (teacher-only sets): "
+                  f"{', '.join(sorted(trainer.skipped_terms))} skipped there", flush=True)
     if dist.is_initialized():
         digest = hashlib.sha256()
         for p in trainer.model.parameters():

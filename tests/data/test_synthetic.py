@@ -278,3 +278,25 @@ def test_viz_colours_and_surround_layout():
         rig = load_rig(name)
         front, back = viz.surround_layout([c.yaw_deg for c in rig.cameras])
         assert ([rig.names[i] for i in front], [rig.names[i] for i in back]) == expected
+
+
+def test_the_regimes_of_real_data_teacher_only_sparse_lidar_and_a_shifted_domain():
+    """Issue 21 item 4: gt=none (no GT of any kind), beams=8 (a quarter of the lidar), domain=shifted."""
+    from fsmde_ros.data.surround import open_dataset
+
+    full = open_dataset("synthetic:ddad?seed=3&frames=1", 48, 80)[0]
+    none = open_dataset("synthetic:ddad?seed=3&frames=1&gt=none", 48, 80)[0]
+    sparse8 = open_dataset("synthetic:ddad?seed=3&frames=1&beams=8", 48, 80)[0]
+    shifted = open_dataset("synthetic:ddad?seed=3&frames=1&domain=shifted", 48, 80)[0]
+    assert "depth" not in none and not none["lidar_depth"].any()
+    np.testing.assert_array_equal(none["images"], full["images"])
+    np.testing.assert_array_equal(none["teacher"], full["teacher"])  # the teacher still sees the world
+    n_full, n8 = int((full["lidar_depth"] > 0).sum()), int((sparse8["lidar_depth"] > 0).sum())
+    assert 0.15 * n_full < n8 < 0.4 * n_full
+    hit = sparse8["lidar_depth"] > 0
+    np.testing.assert_allclose(sparse8["lidar_depth"][hit], full["depth"][hit], rtol=0.05)  # samples of the world
+    assert np.abs(shifted["images"].astype(float) - full["images"]).mean() > 10  # another look ...
+    assert np.isfinite(shifted["depth"]).any() and (shifted["lidar_depth"] > 0).any()  # ... still a street with GT
+    for bad in ("gt=dense", "beams=7", "domain=mars"):
+        with pytest.raises(ValueError, match=bad.split("=")[0]):
+            open_dataset(f"synthetic:ddad?frames=1&{bad}", 48, 80)

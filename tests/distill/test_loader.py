@@ -102,3 +102,21 @@ def test_evaluation_while_training_logs_held_out_metrics_and_keeps_the_best(tmp_
     events.Reload()
     steps = [e.step for e in events.Scalars("eval/mean_lidar_abs_rel")]
     assert steps == [2, 4] and "data/wait_fraction" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("ratio, world", [(0.5, 1), (0.25, 2), (0.8, 1)])
+def test_teacher_only_datasets_get_their_share_of_the_steps_and_resume_exactly(ratio, world):
+    lengths, flags = [6, 4, 9, 5], [False, True, True, False]
+    sampler = RigBatchSampler(lengths, 2, seed=2, rank=0, world=world, end_step=200, teacher_only=flags,
+                              teacher_only_ratio=ratio)
+    picks = [d for _, d, _ in sampler]
+    share = np.mean([flags[d] for d in picks])
+    assert share == pytest.approx(ratio, abs=1.5 / 200)  # an exact share of the steps, the same on every rank
+    assert set(picks) == {0, 1, 2, 3}  # both pools are drawn from, every dataset of each
+    resumed = list(RigBatchSampler(lengths, 2, seed=2, rank=0, world=world, start_step=77, end_step=200,
+                                   teacher_only=flags, teacher_only_ratio=ratio))
+    assert resumed == list(sampler)[77:]
+    # with one kind only, the ratio is ignored and the order is the sampler's of before
+    plain = RigBatchSampler(lengths, 2, seed=2, end_step=30)
+    same = RigBatchSampler(lengths, 2, seed=2, end_step=30, teacher_only=[False] * 4, teacher_only_ratio=ratio)
+    assert list(plain) == list(same)

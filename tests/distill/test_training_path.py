@@ -1,4 +1,5 @@
 """The distillation trainer: learning happens, resume is exact, DDP keeps ranks in step, configs fail fast."""
+import json
 import os
 import subprocess
 import sys
@@ -211,3 +212,17 @@ def test_teach_then_distill_from_the_cached_teacher_then_eval(tmp_path):
     assert set(results["metric"]["per_camera"]) == {"CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK",
                                                     "CAM_BACK_LEFT", "CAM_FRONT_LEFT"}
     assert 0 < results["metric"]["abs_rel"] and 0 <= results["median_scaled"]["a1"] <= 1
+
+
+def test_distill_on_labelled_and_teacher_only_worlds_skips_the_gt_terms_there_and_says_so(tmp_path, capsys):
+    """Issue 21 item 3: a camera-only recording (synthetic gt=none) trains by the teacher alone."""
+    cfg = TrainConfig.from_dict({**TINY, "train": ["synthetic:nuscenes?seed=5&frames=3",
+                                                   "synthetic:ddad?seed=6&frames=3&gt=none"],
+                                 "teacher_only_ratio": 0.5, "steps": 4, "workers": 0,
+                                 "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")})
+    run_distillation(cfg, progress=False)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["teacher_only_steps"] == 2
+    assert summary["skipped_terms"] == {"silog": 2, "bin_nll": 2, "sigma_nll": 2, "ci_depth": 2}
+    out = capsys.readouterr().out
+    assert "1 teacher-only dataset(s) (no GT), 50% of the steps" in out and "silog" in out
