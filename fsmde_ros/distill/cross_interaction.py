@@ -30,6 +30,7 @@ from fsmde_ros.distill.config import DistillConfig
 from fsmde_ros.distill.supervised import downsample_sparse_depth, silog_loss, valid_gt
 from fsmde_ros.distill.teacher_alignment import fit_teacher_shift
 
+STUDENT_FIT_STRIDE = 2  # the student's depth is sampled every 2nd pixel each way for the shift's fit
 # How a view's teacher shift was resolved (`TeacherBins.source`).
 ALIGNED_NONE, ALIGNED_LIDAR, ALIGNED_STUDENT = 0, 1, 2
 
@@ -70,10 +71,12 @@ def teacher_shift(teacher: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
     _, shift, ok = fit_teacher_shift(t, inv, valid.flatten(0, 1))
     source = torch.where(ok, ALIGNED_LIDAR, ALIGNED_NONE)
     if student_depth is not None and not bool(ok.all()):
-        d = student_depth.detach().float().flatten(0, 1)
+        # every STUDENT_FIT_STRIDE-th pixel each way: thousands of points per view are plenty for two numbers
+        d = student_depth.detach().float().flatten(0, 1)[:, ::STUDENT_FIT_STRIDE, ::STUDENT_FIT_STRIDE]
         usable = torch.isfinite(d) & (d > 0)  # no range cut: a rescaled student then moves a, never b
         todo = ~ok
-        _, s_shift, s_ok = fit_teacher_shift(t[todo], 1.0 / d[todo].clamp_min(1e-6), usable[todo])
+        t_sub = t[todo][:, ::STUDENT_FIT_STRIDE, ::STUDENT_FIT_STRIDE]
+        _, s_shift, s_ok = fit_teacher_shift(t_sub, 1.0 / d[todo].clamp_min(1e-6), usable[todo])
         shift[todo] = s_shift
         source[todo] = torch.where(s_ok, ALIGNED_STUDENT, ALIGNED_NONE)
     return shift.reshape(b, v), source.reshape(b, v)

@@ -57,5 +57,10 @@ def fit_teacher_shift(teacher: torch.Tensor, reference_inv: torch.Tensor, refere
     """teacher [M,H,W] relative disparity, reference_inv [M,H,W] known inverse depths [1/m] on reference_mask:
     (scale [M], shift [M], ok [M]) with teacher ~ scale * reference_inv + shift (see `robust_affine_fit`)."""
     m = teacher.shape[0]
-    mask = reference_mask & torch.isfinite(teacher)
-    return robust_affine_fit(reference_inv.reshape(m, -1), torch.nan_to_num(teacher).reshape(m, -1), mask.reshape(m, -1))
+    mask = (reference_mask & torch.isfinite(teacher)).reshape(m, -1)
+    # only the known points take part: gathered to the front (a lidar is ~2 % of the pixels), padding masked out
+    k = max(1, int(mask.sum(1).max()))
+    idx = torch.topk(mask.to(torch.uint8), k, dim=1, sorted=False).indices
+    x = reference_inv.reshape(m, -1).gather(1, idx)
+    y = torch.nan_to_num(teacher).reshape(m, -1).gather(1, idx)
+    return robust_affine_fit(x, y, mask.gather(1, idx))
