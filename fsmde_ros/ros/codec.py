@@ -30,10 +30,21 @@ TF = "tf2_msgs/msg/TFMessage"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
 JPEG_FORMAT = "rgb8; jpeg compressed bgr8"  # the image_transport convention for colour JPEG
 
-# 3-channel encodings we take, and how to get RGB from them; mono8 is replicated to 3 channels.
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB}
-SUPPORTED_ENCODINGS = tuple(CHANNELS)
+# The encodings camera drivers publish, as (channels of the pixel array, bytes per channel, OpenCV conversion to
+# RGB or None). mono is replicated to 3 channels; 16-bit images keep their top 8 bits (ROS: full 16-bit scale).
+# ROS names a Bayer pattern by its first row (rggb: R G / G B); OpenCV by the second row's 2nd-3rd pixels, so
+# bayer_rggb8 is OpenCV's BayerBG (as cv_bridge maps them). ROS 'yuv422' is UYVY, 'yuv422_yuy2' is YUYV.
+ENCODINGS = {
+    "rgb8": (3, 1, None), "bgr8": (3, 1, cv2.COLOR_BGR2RGB), "rgba8": (4, 1, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, 1, cv2.COLOR_BGRA2RGB), "mono8": (1, 1, cv2.COLOR_GRAY2RGB),
+    "bayer_rggb8": (1, 1, cv2.COLOR_BayerBG2RGB), "bayer_bggr8": (1, 1, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": (1, 1, cv2.COLOR_BayerGR2RGB), "bayer_grbg8": (1, 1, cv2.COLOR_BayerGB2RGB),
+    "yuv422": (2, 1, cv2.COLOR_YUV2RGB_UYVY), "uyvy": (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, 1, cv2.COLOR_YUV2RGB_YUY2), "yuyv": (2, 1, cv2.COLOR_YUV2RGB_YUY2),
+    "rgb16": (3, 2, None), "bgr16": (3, 2, cv2.COLOR_BGR2RGB), "rgba16": (4, 2, cv2.COLOR_RGBA2RGB),
+    "bgra16": (4, 2, cv2.COLOR_BGRA2RGB), "mono16": (1, 2, cv2.COLOR_GRAY2RGB),
+}
+SUPPORTED_ENCODINGS = tuple(ENCODINGS)
 
 # The node's cloud: x, y, z float32 [m] in base_link, rgb packed in a float32 (PCL / RViz), camera index.
 CLOUD_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "camera"],
@@ -71,13 +82,17 @@ def is_compressed(msg: Any) -> bool:
 
 
 def check_image(msg: Any) -> tuple[str, int, int, int, int]:
-    """Cheap validation of an Image (encoding, size, buffer length) -> (encoding, h, w, channels, step)."""
+    """Cheap validation of an Image (encoding, size, buffer length) -> (encoding, h, w, bytes per pixel, step)."""
     enc = str(msg.encoding).lower()
-    if enc not in CHANNELS:
+    if enc not in ENCODINGS:
         raise MessageError(f"unsupported encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
-    h, w, c = int(msg.height), int(msg.width), CHANNELS[enc]
+    h, w = int(msg.height), int(msg.width)
+    channels, depth, _ = ENCODINGS[enc]
+    c = channels * depth
     if h <= 0 or w <= 0:
         raise MessageError(f"empty image {w}x{h}")
+    if channels == 2 and w % 2:
+        raise MessageError(f"{enc} packs pixel pairs: the width must be even, got {w}")
     step = int(msg.step) or w * c
     if step < w * c:
         raise MessageError(f"step {step} is smaller than width*channels = {w * c}")
@@ -87,7 +102,7 @@ def check_image(msg: Any) -> tuple[str, int, int, int, int]:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """Image (rgb8, bgr8, rgba8, bgra8, mono8) or CompressedImage (jpeg, png) -> uint8 [H,W,3] RGB.
+    """Image (any of ENCODINGS) or CompressedImage (jpeg, png) -> uint8 [H,W,3] RGB, in OpenCV's kernels.
 
     rgb8 with a packed step is a view of the message's buffer (no copy)."""
     buf = _bytes(msg.data)
@@ -97,10 +112,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             raise MessageError(f"cannot decode compressed image (format {msg.format!r}, {buf.size} bytes)")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     enc, h, w, c, step = check_image(msg)
-    img = np.lib.stride_tricks.as_strided(buf, shape=(h, w, c), strides=(step, c, 1))
-    if enc == "mono8":
-        return np.repeat(img, 3, axis=2)
-    code = TO_RGB.get(enc)
+    channels, depth, code = ENCODINGS[enc]
+    img = np.lib.stride_tricks.as_strided(buf, shape=(h, w * c), strides=(step, 1))
+    if depth == 2:  # 16 bit: the top 8 bits, in the message's byte order
+        big = bool(getattr(msg, "is_bigendian", 0))
+        img = (np.ascontiguousarray(img).view(">u2" if big else "<u2") >> 8).astype(np.uint8)
+    img = img.reshape(h, w, channels) if channels > 1 else img.reshape(h, w)
     return img if code is None else cv2.cvtColor(np.ascontiguousarray(img), code)
 
 

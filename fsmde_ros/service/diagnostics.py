@@ -137,7 +137,12 @@ class NodeHealth:
             elif self.silent:
                 level, message = WARN, f"silent: {', '.join(self.silent)}"
             elif not self.counters["sets_published"]:
-                level, message = WARN, "waiting for a complete surround set"
+                # say why when inputs are being dropped (an encoding the node cannot read, a bad CameraInfo)
+                dropping = [f"{name} ({', '.join(f'{k} x{v}' for k, v in errors.items())})"
+                            for name, errors in self.camera_errors.items() if errors]
+                level, message = WARN, ("no complete surround set yet; inputs dropped on " + ", ".join(dropping)
+                                        + " (the reason is in the log)" if dropping
+                                        else "waiting for a complete surround set")
             statuses = [("surround_depth: pipeline", level, message, {k: str(v) for k, v in values.items()})]
             for name in self.camera_names:
                 errors = self.camera_errors[name]

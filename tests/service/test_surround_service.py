@@ -195,6 +195,24 @@ def test_a_camera_that_never_sent_anything_is_reported_silent_after_camera_timeo
     assert len(warnings) == n, "logged when it changes, not every second"
 
 
+def test_a_camera_whose_inputs_are_all_dropped_is_named_not_waited_for(model):
+    """Regression (issue 22): a driver's encoding the node could not read was dropped while /diagnostics said it
+    was "waiting for a complete surround set"."""
+    from fsmde_ros.service.diagnostics import WARN
+
+    warnings = []
+    service = _service(model, warnings)
+    service.health.start(0.0)
+    images = [_image() for _ in range(6)]
+    images[2] = types.SimpleNamespace(image=np.zeros((H, W), np.uint8), header=None)  # not an RGB image
+    for k in range(3):
+        assert _offer_set(service, images, stamp=0.1 * (k + 1)) == []
+    level, message = _level(service, 0.5)
+    assert level == WARN and message == (f"no complete surround set yet; inputs dropped on {service.rig.names[2]} "
+                                         "(bad_image x3) (the reason is in the log)")
+    assert sum("not an RGB image" in w for w in warnings) == 1  # the reason, logged once
+
+
 def test_a_time_jump_restarts_the_latency_statistics_and_is_logged(model):
     """Regression (issue 14, item 6): after a bag loop the latency read 30-60 s for the next 200 sets."""
     warnings = []
