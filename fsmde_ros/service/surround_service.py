@@ -132,6 +132,10 @@ class SurroundDepthService:
                               "export the student for this rig or pass the rig it was exported for")
         service = cls(p, rig, backend, decoder, **kwargs)
         service.model = model
+        if not p["model"]:  # say it where it runs, not only in a model card nobody opens on a car
+            service.warn(f"running the bundled student ({model.name}): it was trained on synthetic streets only and has "
+                         "never seen a real image, so its metric depth on a real camera looks plausible and is wrong; "
+                         "distil one on your own recordings (README 'Train your own') and pass it as model:=")
         return service
 
     # -- events ---------------------------------------------------------------------------------

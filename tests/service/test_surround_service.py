@@ -195,6 +195,17 @@ def test_a_camera_that_never_sent_anything_is_reported_silent_after_camera_timeo
     assert len(warnings) == n, "logged when it changes, not every second"
 
 
+def test_the_bundled_student_says_once_that_it_has_never_seen_a_real_image(model):
+    """Issue 22 item 6: on a real camera the bundled synthetic student gives plausible-looking, wrong metric depth."""
+    warnings = []
+    SurroundDepthService.from_params({"model": "", "backend": "onnxruntime", "rig": "ddad"}, ArrayCodec,
+                                     warn=warnings.append, info=lambda _: None)
+    assert sum("synthetic streets only" in w and "never seen a real image" in w for w in warnings) == 1
+    warnings.clear()
+    _service(model, warnings)
+    assert not any("synthetic streets" in w for w in warnings)  # a model of one's own: nothing to say
+
+
 def test_a_camera_whose_inputs_are_all_dropped_is_named_not_waited_for(model):
     """Regression (issue 22): a driver's encoding the node could not read was dropped while /diagnostics said it
     was "waiting for a complete surround set"."""
