@@ -66,7 +66,7 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
 
 # -- subcommands ------------------------------------------------------------------------------------
 def _rig(sub) -> None:
-    rig = sub.add_parser("rig", help="inspect camera rig presets", formatter_class=HelpFormatter)
+    rig = sub.add_parser("rig", help="camera rigs: presets, a rig from a recording, checks", formatter_class=HelpFormatter)
     rig_sub = rig.add_subparsers(dest="rig_command", metavar="ACTION", required=True)
     show = rig_sub.add_parser("show", help="print a rig's cameras, intrinsics, mounts and neighbours",
                               formatter_class=HelpFormatter)
@@ -75,6 +75,18 @@ def _rig(sub) -> None:
     show.add_argument("--height", type=int, help="show intrinsics scaled to this height [px]")
     show.set_defaults(func=_handler("cmd_rig_show"))
     rig_sub.add_parser("list", help="list the bundled presets").set_defaults(func=_handler("cmd_rig_list"))
+    from_bag = rig_sub.add_parser("from-bag", help="write a rig YAML from a recording's CameraInfo and /tf_static",
+                                  formatter_class=HelpFormatter)
+    from_bag.add_argument("bag", help="rosbag2 directory (sqlite3 or MCAP)")
+    from_bag.add_argument("--base-frame", default="base_link", help="the vehicle frame the mounts are given in")
+    from_bag.add_argument("--name", help="the rig's name (default: the bag's folder name)")
+    from_bag.add_argument("--out", required=True, help="rig YAML to write (refused if it exists)")
+    from_bag.set_defaults(func=_handler("cmd_rig_from_bag"))
+    check = rig_sub.add_parser("check", help="print a rig's ring and overlaps, and whether a model's recorded rig "
+                               "matches", formatter_class=HelpFormatter)
+    check.add_argument("name", help="preset name (ddad, nuscenes) or path to a rig YAML")
+    check.add_argument("--model", help="an exported student (.onnx) to check against the rig")
+    check.set_defaults(func=_handler("cmd_rig_check"))
 
 
 def _synth(sub) -> None:

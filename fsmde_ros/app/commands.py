@@ -32,6 +32,30 @@ def cmd_rig_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rig_from_bag(args: argparse.Namespace) -> int:
+    from fsmde_ros.ros.rig_tools import rig_from_bag, write_rig_yaml
+
+    out = Path(args.out)
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose another --out or remove it")
+    rig, notes = rig_from_bag(args.bag, base_frame=args.base_frame, name=args.name)
+    write_rig_yaml(rig, out, notes)
+    print(rig.describe())
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {out}: run the node with rig:={out.resolve()}")
+    return 0
+
+
+def cmd_rig_check(args: argparse.Namespace) -> int:
+    from fsmde_ros.geometry.rig import load_rig
+    from fsmde_ros.ros.rig_tools import check_rig
+
+    lines, fits = check_rig(load_rig(args.name), args.model)
+    print("\n".join(lines))
+    return 0 if fits else 2
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from fsmde_ros.data.synthetic import write_synthetic_sequence
 

@@ -44,7 +44,7 @@ from fsmde_ros.geometry.projection import (
     project,
     transform_points,
 )
-from fsmde_ros.geometry.rig import CameraRig, load_rig, quaternion_from_rotation
+from fsmde_ros.geometry.rig import CameraRig, load_rig, rig_to_dict
 
 WORLD_RADIUS_M = 250.0  # camera rays travelling farther than this are sky (depth +inf)
 LIDAR_XYZ_M = (0.0, 0.0, 1.9)  # roof lidar position in base_link
@@ -227,20 +227,6 @@ class SyntheticSurround:
         return item
 
 
-def _rig_dict(rig: CameraRig) -> dict:
-    """The rig in the preset schema of config/rigs (so `load_rig(path)` reads it back)."""
-    cams = []
-    for c in rig.cameras:
-        cams.append({
-            "name": c.name, "image_topic": c.image_topic, "info_topic": c.info_topic, "frame_id": c.frame_id,
-            "width": c.width, "height": c.height,
-            "intrinsics": {k: float(v) for k, v in zip(("fx", "fy", "cx", "cy"), (c.fx, c.fy, c.K[0, 2], c.K[1, 2]))},
-            "mount": {"xyz": [float(x) for x in c.T_base_cam[:3, 3]],
-                      "quat_xyzw": [float(q) for q in quaternion_from_rotation(c.T_base_cam[:3, :3])]},
-        })
-    return {"name": rig.name, "base_frame": rig.base_frame, "cameras": cams}
-
-
 def write_synthetic_sequence(rig_name_or_rig: CameraRig | str, frames: int, out_dir: str | Path,
                              height: int = 192, width: int = 320, seed: int = 0,
                              speed_mps: float = 8.0, fps: float = 10.0, overwrite: bool = False) -> Path:
@@ -277,7 +263,7 @@ def write_synthetic_sequence(rig_name_or_rig: CameraRig | str, frames: int, out_
             yaws = [c.yaw_deg for c in ds.rig.cameras]
             preview = viz.surround_preview(item["images"], item["depth"], names, yaws, *PREVIEW_DEPTH_RANGE_M)
             cv2.imwrite(str(out / "preview.png"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
-    meta = _rig_dict(ds.rig)
+    meta = rig_to_dict(ds.rig)
     meta["synthetic"] = {
         "seed": int(seed), "frames": int(frames), "fps": float(fps), "speed_mps": float(speed_mps),
         "height": int(height), "width": int(width), "stamp_t0_s": STAMP_T0_S,

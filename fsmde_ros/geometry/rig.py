@@ -302,6 +302,20 @@ def rig_from_dict(data: Mapping[str, Any], source: str = "<memory>") -> CameraRi
     return CameraRig(name=name, cameras=cameras, base_frame=str(data.get("base_frame", BASE_FRAME)), source=source)
 
 
+def rig_to_dict(rig: CameraRig) -> dict[str, Any]:
+    """The rig in the preset schema of config/rigs (so `rig_from_dict` / `load_rig` read it back exactly)."""
+    cams = []
+    for c in rig.cameras:
+        cams.append({
+            "name": c.name, "image_topic": c.image_topic, "info_topic": c.info_topic, "frame_id": c.frame_id,
+            "width": c.width, "height": c.height,
+            "intrinsics": {k: float(v) for k, v in zip(("fx", "fy", "cx", "cy"), (c.fx, c.fy, c.K[0, 2], c.K[1, 2]))},
+            "mount": {"xyz": [float(x) for x in c.T_base_cam[:3, 3]],
+                      "quat_xyzw": [float(q) for q in quaternion_from_rotation(c.T_base_cam[:3, :3])]},
+        })
+    return {"name": rig.name, "base_frame": rig.base_frame, "cameras": cams}
+
+
 def rig_preset_dir() -> Path:
     """Directory of the bundled rig presets (config/rigs)."""
     return config_dir() / "rigs"

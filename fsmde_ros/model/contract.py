@@ -61,3 +61,12 @@ def read_model_info(path: str | Path) -> dict[str, Any]:
             raise OnnxModelError(f"{path}: '{name}' must have rank {rank}, found {len(tensor.shape.dim)}")
     meta = {p.key: p.value for p in model.metadata_props}
     return {"path": str(path), "views": dims[0], "height": dims[1], "width": dims[2], "metadata": meta}
+
+
+def recorded_rig(path: str | Path) -> dict[str, str]:
+    """{'rig': name, 'views': count} an exported ONNX student records in its metadata ({} for other files, e.g. a
+    .pt checkpoint); the rig name is '' or 'unknown' when the export named none."""
+    if Path(path).suffix != ".onnx":
+        return {}
+    info = read_model_info(path)
+    return {"rig": info["metadata"].get("rig", ""), "views": str(info["views"])}

@@ -20,6 +20,7 @@ import numpy as np
 from fsmde_ros.errors import ConfigError, FsmdeError, MessageError
 from fsmde_ros.geometry.metrics import cross_view_consistency
 from fsmde_ros.geometry.rig import CameraRig, load_rig, scale_intrinsics
+from fsmde_ros.model.contract import recorded_rig
 from fsmde_ros.paths import resolve_model
 from fsmde_ros.runtime import create_backend
 from fsmde_ros.runtime.base import DepthBackend
@@ -132,6 +133,11 @@ class SurroundDepthService:
                               "export the student for this rig or pass the rig it was exported for")
         service = cls(p, rig, backend, decoder, **kwargs)
         service.model = model
+        recorded = recorded_rig(model).get("rig", "") if p["model"] else ""  # (the bundled one: said below)
+        if recorded not in ("", "unknown") and rig.name not in recorded.split(","):
+            service.warn(f"the model {model.name} was exported for rig {recorded!r}, the node runs rig {rig.name!r}: it "
+                         "runs (same number of views), but was trained on other lenses and mounts; check with "
+                         "`fsmde rig check RIG --model MODEL`")
         if not p["model"]:  # say it where it runs, not only in a model card nobody opens on a car
             service.warn(f"running the bundled student ({model.name}): it was trained on synthetic streets only and has "
                          "never seen a real image, so its metric depth on a real camera looks plausible and is wrong; "

@@ -206,6 +206,24 @@ def test_the_bundled_student_says_once_that_it_has_never_seen_a_real_image(model
     assert not any("synthetic streets" in w for w in warnings)  # a model of one's own: nothing to say
 
 
+def test_a_model_exported_for_another_rig_is_warned_about_at_start(model, tmp_path):
+    """Issue 22 item 4: the rig recorded in the ONNX metadata was never compared with the `rig` parameter."""
+    import onnx
+
+    m = onnx.load(str(model))
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "rig", "nuscenes"
+    onnx.save(m, str(tmp_path / "nusc.onnx"))
+    warnings = []
+    SurroundDepthService.from_params({"model": str(tmp_path / "nusc.onnx"), "backend": "onnxruntime", "rig": "ddad"},
+                                     ArrayCodec, warn=warnings.append, info=lambda _: None)
+    assert sum("exported for rig 'nuscenes', the node runs rig 'ddad'" in w for w in warnings) == 1
+    warnings.clear()
+    SurroundDepthService.from_params({"model": str(tmp_path / "nusc.onnx"), "backend": "onnxruntime",
+                                      "rig": "nuscenes"}, ArrayCodec, warn=warnings.append, info=lambda _: None)
+    assert not any("exported for rig" in w for w in warnings)
+
+
 def test_a_camera_whose_inputs_are_all_dropped_is_named_not_waited_for(model):
     """Regression (issue 22): a driver's encoding the node could not read was dropped while /diagnostics said it
     was "waiting for a complete surround set"."""
