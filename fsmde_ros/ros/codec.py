@@ -137,6 +137,17 @@ def camera_info_K(msg: Any) -> np.ndarray:
         raise MessageError(f"CameraInfo.k must be 9 numbers, got {len(msg.k)}") from None
 
 
+def transform_matrix(transform: Any) -> np.ndarray:
+    """A geometry_msgs/Transform (translation, rotation quaternion) as a [4,4] float64 matrix."""
+    from fsmde_ros.geometry.rig import rotation_from_quaternion
+
+    t, q = transform.translation, transform.rotation
+    T = np.eye(4)
+    T[:3, :3] = rotation_from_quaternion([q.x, q.y, q.z, q.w])
+    T[:3, 3] = (t.x, t.y, t.z)
+    return T
+
+
 def cloud_array(msg: Any) -> np.ndarray:
     """The points of a PointCloud2 built here, as a structured array (CLOUD_DTYPE or XYZ_DTYPE)."""
     dtype = CLOUD_DTYPE if msg.point_step == CLOUD_DTYPE.itemsize else XYZ_DTYPE

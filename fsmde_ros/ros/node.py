@@ -14,6 +14,7 @@ import time
 
 import rclpy
 import rclpy.executors
+import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType
@@ -56,7 +57,7 @@ class SurroundDepthNode(Node):
         raw = {s.name: self.declare_parameter(s.name, values.get(s.name, s.default), _descriptor(s),
                                               ignore_override=True).value for s in NODE_PARAMS}
         self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info,
-                                                        clock=time.monotonic)
+                                                        clock=time.monotonic, mount_lookup=self._tf_lookup())
         self.health = self.service.health
         self._info_msgs: dict[int, tuple] = {}  # camera -> (intrinsics key, CameraInfo reused across sets)
         self.health.start(time.monotonic())
@@ -80,6 +81,23 @@ class SurroundDepthNode(Node):
             self._publish_rig_tf()
 
     # -- set-up -------------------------------------------------------------------------------
+    def _tf_lookup(self):
+        """The camera mounts from the vehicle's TF (base_frame <- camera frame), or None without tf2_ros (the
+        wheels install: the rig YAML's mounts are used, and the service says so once)."""
+        try:
+            from tf2_ros import Buffer, TransformException, TransformListener
+        except ImportError:
+            return None
+        self._tf_buffer = Buffer()
+        self._tf_listener = TransformListener(self._tf_buffer, self)
+
+        def lookup(base: str, frame: str):
+            try:
+                return codec.transform_matrix(self._tf_buffer.lookup_transform(base, frame, rclpy.time.Time()).transform)
+            except TransformException:
+                return None
+        return lookup
+
     def _checked_overrides(self, log) -> dict:
         """The `-p name:=value` / params-file values, checked against the parameter table before rclpy sees
         them: a bad value is a ConfigError naming parameter, value and range (exit 2, not rclpy's
@@ -210,6 +228,7 @@ class SurroundDepthNode(Node):
             self.health.count(f"published {kind}")
 
     def _publish_diagnostics(self) -> None:
+        self.service.refresh_mounts()  # TF may come late (a static broadcaster started after the node) or change
         statuses = self.service.report(time.monotonic())
         array = self.build.diagnostic_array(self.get_clock().now().nanoseconds, statuses, self.get_name())
         self.pub_diag.publish(array)

@@ -19,7 +19,7 @@ import numpy as np
 
 from fsmde_ros.errors import FsmdeError
 from fsmde_ros.geometry.projection import overlap_mask
-from fsmde_ros.geometry.rig import BASE_FRAME, Camera, CameraRig, rotation_from_quaternion
+from fsmde_ros.geometry.rig import BASE_FRAME, Camera, CameraRig
 from fsmde_ros.model.contract import recorded_rig
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.bag import BagError, open_bag
@@ -32,14 +32,6 @@ MIN_OVERLAP_SHARE = 0.02  # an adjacent pair overlapping less than this share of
 
 class RigToolError(FsmdeError, ValueError):
     """A bag that no rig can be read from, or a rig and model that cannot be compared; the message says why."""
-
-
-def _transform(tf: Any) -> np.ndarray:
-    t, q = tf.transform.translation, tf.transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = rotation_from_quaternion([q.x, q.y, q.z, q.w])
-    T[:3, 3] = (t.x, t.y, t.z)
-    return T
 
 
 def _lookup(tree: dict[str, tuple[str, np.ndarray]], base: str, frame: str) -> np.ndarray | None:
@@ -103,7 +95,7 @@ def rig_from_bag(path: str | Path, base_frame: str = BASE_FRAME, name: str | Non
             msg = codec.from_cdr(raw, conn.msgtype)
             if conn.topic == "/tf_static":
                 for tf in msg.transforms:
-                    tree.setdefault(tf.child_frame_id, (tf.header.frame_id, _transform(tf)))
+                    tree.setdefault(tf.child_frame_id, (tf.header.frame_id, codec.transform_matrix(tf.transform)))
             else:
                 first.setdefault(conn.topic, msg)
                 sizes[conn.topic].add((int(msg.width), int(msg.height)))

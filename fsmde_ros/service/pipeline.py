@@ -87,13 +87,20 @@ class SurroundDepthPipeline:
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.cloud_stride, self.max_depth_std_ratio = int(cloud_stride), float(max_depth_std_ratio)
         self.make_cloud, self.cloud_overlap = make_cloud, cloud_overlap
-        self.fuser = CloudFuser(rig.T_base_cam, self.cloud_stride, cloud_overlap)
-        if make_cloud:  # the rig's own intrinsics at the model size: what a set carries unless CameraInfo differs
-            self.fuser.prepare(rig.resized(self.width, self.height).K, self.height, self.width)
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
         self._deployments: dict[tuple[int, int], Deployment | None] = {}
-        T = rig.T_base_cam
+        self.set_poses(rig.T_base_cam)
+
+    def set_poses(self, T_base_cam: np.ndarray) -> None:
+        """Use these camera mounts [V,4,4] (camera optical frame -> base) from the next set on: a run-time input of
+        the host path and the graph alike, never a rebuild (the node passes what TF says)."""
+        T = np.asarray(T_base_cam, dtype=np.float64)
+        fuser = CloudFuser(T, self.cloud_stride, self.cloud_overlap)
+        if self.make_cloud:  # the rig's own intrinsics at the model size: what a set carries unless CameraInfo differs
+            fuser.prepare(self.rig.resized(self.width, self.height).K, self.height, self.width)
+        # one assignment each, so that a set in flight sees the old or the new mounts, never half of each
+        self.fuser, self.T_base_cam = fuser, T
         self._poses = {"T_base_cam": T.astype(np.float32),
                        "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32)}
 

@@ -25,6 +25,7 @@ from fsmde_ros.paths import resolve_model
 from fsmde_ros.runtime import create_backend
 from fsmde_ros.runtime.base import DepthBackend
 from fsmde_ros.service.diagnostics import NodeHealth
+from fsmde_ros.service.mounts import CameraMounts, MountLookup
 from fsmde_ros.service.params import validate_params
 from fsmde_ros.service.pipeline import SetResult, SurroundDepthPipeline
 from fsmde_ros.service.sync import SurroundSynchronizer, SyncedSet
@@ -99,8 +100,9 @@ class SurroundDepthService:
 
     def __init__(self, p: dict[str, Any], rig: CameraRig, backend: DepthBackend, decoder: MessageDecoder,
                  warn: Callable[[str], None] = print, info: Callable[[str], None] = print,
-                 clock: Callable[[], float] | None = None):
-        """clock: the arrival clock [s] of the caller (the node's monotonic time); None: set stamps (offline)."""
+                 clock: Callable[[], float] | None = None, mount_lookup: MountLookup | None = None):
+        """clock: the arrival clock [s] of the caller (the node's monotonic time); None: set stamps (offline).
+        mount_lookup: the camera mounts from TF (service/mounts.py; the node's tf2 buffer); None: the rig YAML's."""
         self.p, self.rig, self.backend, self.decoder = p, rig, backend, decoder
         self.model: Path | None = None  # the model file, when built from_params
         self._clock = clock
@@ -112,6 +114,7 @@ class SurroundDepthService:
                                               composed=use_deployment_graph(p["deployment_graph"], backend),
                                               graph_cache_dir=str(Path(p["engine_cache_dir"]).expanduser()),
                                               info=info)
+        self.mounts = CameraMounts(rig, mount_lookup, warn, info)
         self.sync = SurroundSynchronizer(rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
@@ -171,6 +174,7 @@ class SurroundDepthService:
     def on_image(self, i: int, stamp_ns: int, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
         """Offer camera i's image (header stamp [ns], exact; arrival time `now` [s]); returns the sets it completes."""
         self.health.image_received(self.rig.names[i], now)
+        self.mounts.on_frame_id(i, str(getattr(getattr(msg, "header", None), "frame_id", "") or ""))
         if not compressed:
             try:
                 self.decoder.check_image(msg)
@@ -178,6 +182,11 @@ class SurroundDepthService:
                 self.drop(i, "bad_image", str(exc))
                 return []
         return self.sync.add_ns(i, stamp_ns, msg, now)
+
+    def refresh_mounts(self) -> None:
+        """Take the camera mounts from TF again (the node calls it once a second); a change reaches the next set."""
+        if self.mounts.refresh():
+            self.pipeline.set_poses(self.mounts.poses)
 
     def poll(self, now: float) -> list[SyncedSet]:
         """Sets that time alone completes (allow_partial after camera_timeout)."""

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fsmde_ros.errors import ConfigError, MessageError
+from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.service.surround_service import SurroundDepthService
 from tests.helpers.oracle_model import encode_depth, write_oracle_model
 
@@ -253,3 +254,65 @@ def test_a_time_jump_restarts_the_latency_statistics_and_is_logged(model):
     assert list(service.health.latency_ms) == [40.0] * len(service.health.latency_ms)
     service.report(20.0)
     assert any("time jumped back" in w for w in warnings)
+
+
+# -- camera mounts from TF (issue 22 item 3) ------------------------------------------------------------
+def _moved(T, dx=0.0, yaw_deg=0.0):
+    c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+    R = np.eye(4)
+    R[:2, :2] = [[c, -s], [s, c]]
+    out = R @ T
+    out[0, 3] += dx
+    return out
+
+
+def test_tf_that_disagrees_with_the_yaml_is_warned_once_per_camera_and_followed(model):
+    warnings, yaml_rig = [], load_rig("ddad")
+    tf = {c.frame_id: c.T_base_cam for c in yaml_rig.cameras}
+    tf[yaml_rig.cameras[1].frame_id] = _moved(yaml_rig.cameras[1].T_base_cam, dx=0.3)
+    tf[yaml_rig.cameras[4].frame_id] = _moved(yaml_rig.cameras[4].T_base_cam, yaw_deg=0.2)  # within tolerance
+    calls = []
+
+    def lookup(base, frame):
+        calls.append((base, frame))
+        return tf[frame]
+
+    service = SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"},
+                                               ArrayCodec, warn=warnings.append, info=lambda _: None, mount_lookup=lookup)
+    for _ in range(3):
+        service.refresh_mounts()
+    said = [w for w in warnings if "TF's mount differs" in w]
+    assert len(said) == 1 and yaml_rig.names[1] in said[0] and "0.300 m" in said[0]
+    assert calls[0] == ("base_link", yaml_rig.cameras[0].frame_id)
+    np.testing.assert_allclose(service.pipeline.T_base_cam[1], tf[yaml_rig.cameras[1].frame_id])  # the cloud follows TF
+    np.testing.assert_allclose(service.pipeline.T_base_cam[4], tf[yaml_rig.cameras[4].frame_id])
+    np.testing.assert_allclose(service.pipeline.fuser.T_base_cam[1], tf[yaml_rig.cameras[1].frame_id])
+
+
+def test_no_tf_answer_falls_back_to_the_yaml_with_one_warning_and_no_lookup_is_said_once(model):
+    warnings, infos = [], []
+    service = SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"},
+                                               ArrayCodec, warn=warnings.append, info=infos.append,
+                                               mount_lookup=lambda base, frame: None)
+    service.refresh_mounts()
+    service.refresh_mounts()
+    assert sum("TF has no transform base_link <- " in w for w in warnings) == 6  # once per camera
+    np.testing.assert_array_equal(service.pipeline.T_base_cam, load_rig("ddad").T_base_cam)
+    infos.clear()
+    SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"}, ArrayCodec,
+                                     warn=warnings.append, info=infos.append)  # no lookup: a wheels install
+    assert sum("camera mounts from the rig YAML" in i for i in infos) == 1
+
+
+def test_a_frame_id_that_is_not_the_rigs_is_warned_once_and_followed_for_tf(model):
+    warnings, seen = [], []
+    service = SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"},
+                                               ArrayCodec, warn=warnings.append, info=lambda _: None,
+                                               mount_lookup=lambda base, frame: seen.append(frame) or None)
+    wrong = types.SimpleNamespace(image=encode_depth(np.full((H, W), 10.0)), header=types.SimpleNamespace(frame_id="cam_front"))
+    for k in range(3):
+        service.on_image(0, round((k + 1) * 1e8), wrong, now=0.1 * (k + 1))
+    said = [w for w in warnings if "images arrive in frame 'cam_front'" in w]
+    assert len(said) == 1 and service.rig.names[0] in said[0] and service.rig.cameras[0].frame_id in said[0]
+    service.refresh_mounts()
+    assert seen[0] == "cam_front"
