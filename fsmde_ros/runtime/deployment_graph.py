@@ -1,8 +1,8 @@
 """The deployment graph: the student's ONNX composed with the node's per-set work, for one input size.
 
 One graph takes the six camera images at the size they arrive (uint8 [H_in,W_in,3] each) and returns
-what the node publishes: it resizes them (antialiased: an integer box average, then bilinear for the
-rest), runs the student, masks depth outside [min, max] to NaN (REP-118) and computes the fused
+what the node publishes: it resizes them (a centre crop to the model's aspect ratio, then antialiased:
+an integer box average, then bilinear for the rest), runs the student, masks depth outside [min, max] to NaN (REP-118) and computes the fused
 cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
 handover) as fixed-size tensors with a validity mask. TensorRT runs it all on the GPU, ONNX Runtime
 in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes.
@@ -35,10 +35,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
+from fsmde_ros.geometry.rig import scale_intrinsics
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 4  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_VERSION = 5  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
@@ -47,10 +48,11 @@ STUDENT = "student/"  # prefix of the student's tensor names inside the composed
 
 @dataclasses.dataclass(frozen=True)
 class ResizePlan:
-    """How an image of in_w x in_h [px] becomes out_w x out_h: crop to a multiple of the box (kx, ky),
-    average each box, then bilinear (half-pixel centres) to the output. sx, sy: the exact scale of the
-    pixel-edge coordinates, for `scale_intrinsics` (the crop takes at most k-1 pixels off the right and
-    bottom edges, so the origin stays)."""
+    """How an image of in_w x in_h [px] becomes out_w x out_h without a non-uniform stretch: a centre crop
+    (x0, y0, crop_w, crop_h) to the output's aspect ratio, then a crop to a multiple of the box (kx, ky) (at most
+    k-1 pixels off the crop's right and bottom edges), the average of each box, and bilinear (half-pixel
+    centres) to the output. sx, sy: the exact scales of the pixel-edge coordinates (equal within a pixel's
+    rounding of the crop); `intrinsics` maps a camera matrix through the whole plan."""
 
     in_w: int
     in_h: int
@@ -58,27 +60,52 @@ class ResizePlan:
     out_h: int
     kx: int
     ky: int
+    x0: int = 0
+    y0: int = 0
+    crop_w: int = 0  # 0: the whole width (in_w)
+    crop_h: int = 0
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        """(width, height) of the centre crop."""
+        return self.crop_w or self.in_w, self.crop_h or self.in_h
 
     @property
     def pooled(self) -> tuple[int, int]:
         """(width, height) after the box average."""
-        return self.in_w // self.kx, self.in_h // self.ky
+        cw, ch = self.crop
+        return cw // self.kx, ch // self.ky
 
     @property
     def sx(self) -> float:
-        return self.out_w / (self.kx * (self.in_w // self.kx))
+        return self.out_w / (self.kx * self.pooled[0])
 
     @property
     def sy(self) -> float:
-        return self.out_h / (self.ky * (self.in_h // self.ky))
+        return self.out_h / (self.ky * self.pooled[1])
+
+    def intrinsics(self, K: np.ndarray) -> np.ndarray:
+        """K [...,3,3] of the input image -> K of the output (the crop moves the principal point, then the scale)."""
+        K = np.array(K, dtype=np.float64, copy=True)
+        K[..., 0, 2] -= self.x0
+        K[..., 1, 2] -= self.y0
+        return scale_intrinsics(K, self.sx, self.sy)
 
 
 def plan_resize(in_w: int, in_h: int, out_w: int, out_h: int) -> ResizePlan:
-    """The largest whole box per axis that keeps at least the output size (1: no box), so the bilinear step
-    that follows shrinks by less than 2x and does not alias."""
+    """The centre crop to the output's aspect ratio (the rows or columns of one side cut evenly; none when the
+    aspects agree to a pixel), then the largest whole box per axis that keeps at least the output size (1: no
+    box), so the bilinear step that follows shrinks by less than 2x and does not alias."""
     if min(in_w, in_h, out_w, out_h) <= 0:
         raise ValueError(f"sizes must be positive, got {in_w}x{in_h} -> {out_w}x{out_h}")
-    return ResizePlan(in_w, in_h, out_w, out_h, max(1, in_w // out_w), max(1, in_h // out_h))
+    crop_w, crop_h = in_w, in_h
+    if in_w * out_h > in_h * out_w:  # wider than the output: cut columns
+        crop_w = min(in_w, max(1, round(in_h * out_w / out_h)))
+    else:  # taller (or equal): cut rows
+        crop_h = min(in_h, max(1, round(in_w * out_h / out_w)))
+    x0, y0 = (in_w - crop_w) // 2, (in_h - crop_h) // 2
+    return ResizePlan(in_w, in_h, out_w, out_h, max(1, crop_w // out_w), max(1, crop_h // out_h), x0, y0,
+                      crop_w, crop_h)
 
 
 def graph_path(student: str | Path, in_w: int, in_h: int, stride: int, overlap: str,
@@ -161,7 +188,9 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     cams = [b.op("Reshape", b.op("Cast", CAMERA_INPUT.format(i), to=TensorProto.FLOAT),
                  b.const([1, 1, in_h, in_w, 3], np.int64)) for i in range(V)]
     x = b.op("Concat", *cams, axis=0) if V > 1 else cams[0]
-    if (plan.kx, plan.ky) != (1, 1):  # the floor of the pool drops the k-1 last rows / columns at most
+    if (plan.x0, plan.y0, pw * plan.kx, ph * plan.ky) != (0, 0, in_w, in_h):  # the centre crop, to whole boxes
+        x = b.slice(x, [plan.y0, plan.x0], [plan.y0 + ph * plan.ky, plan.x0 + pw * plan.kx], [2, 3])
+    if (plan.kx, plan.ky) != (1, 1):
         x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx, 1], strides=[plan.ky, plan.kx, 1])
     x = b.op("Transpose", b.op("Reshape", x, b.const([V, ph, pw, 3], np.int64)), perm=[0, 3, 1, 2])
     if (pw, ph) != (w, h):

@@ -4,8 +4,9 @@ Where the backend runs a composed graph (ONNX Runtime, TensorRT: runtime/deploym
 images go in at the size they arrive, each decoded buffer as it is, and the graph resizes, runs
 the student, masks depth and computes the cloud; the host compacts the cloud with one mask. A new
 input size composes a new graph once (and says so). Otherwise (the torch backend, or cameras of mixed
-sizes in one set) the host path: preprocess resizes each image to the model's size (an integer box
-average, then bilinear: 3-5 ms for a DDAD image on a 2-core CPU) and scales the intrinsics; postprocess masks depth
+sizes in one set) the host path: preprocess resizes each image to the model's size (a centre crop to its aspect ratio, never a
+non-uniform stretch, an integer box average, then bilinear: 3-5 ms for a DDAD image on a 2-core CPU) and maps
+the intrinsics through the same plan; postprocess masks depth
 outside [min_depth, max_depth] to NaN (REP-118) and fuses the cloud with CloudFuser (same points).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from fsmde_ros.geometry.cloud import CloudFuser, SurroundCloud
 from fsmde_ros.geometry.projection import invert_transform
-from fsmde_ros.geometry.rig import CameraRig, scale_intrinsics
+from fsmde_ros.geometry.rig import CameraRig
 from fsmde_ros.runtime.base import DepthBackend, GraphRunner
 from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, ResizePlan, deployment_graph, plan_resize
 
@@ -49,13 +50,15 @@ class SetResult:
 
 
 def resize_on_host(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, ResizePlan]:
-    """uint8 [H,W,3] -> [height,width,3], antialiased as the deployment graph does (an integer box average, then
-    bilinear), with cv2's fast paths: 3-5 ms for 1936x1216 -> 640x384 here (INTER_AREA at that ratio: ~12 ms)."""
+    """uint8 [H,W,3] -> [height,width,3] as the deployment graph does (a centre crop to the output's aspect ratio,
+    an integer box average, then bilinear), with cv2's fast paths: 3-5 ms for 1936x1216 -> 640x384 here
+    (INTER_AREA at that ratio: ~12 ms)."""
     h, w = image.shape[:2]
     plan = plan_resize(w, h, width, height)
     pw, ph = plan.pooled
+    image = image[plan.y0:plan.y0 + ph * plan.ky, plan.x0:plan.x0 + pw * plan.kx]  # the centre crop (a view)
     if (plan.kx, plan.ky) != (1, 1):
-        image = cv2.resize(image[:ph * plan.ky, :pw * plan.kx], (pw, ph), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (pw, ph), interpolation=cv2.INTER_AREA)
     if (pw, ph) != (width, height):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     return image, plan
@@ -123,7 +126,7 @@ class SurroundDepthPipeline:
             k = cam.resized(w, h).K if k is None else np.asarray(k, dtype=np.float64)
             if (h, w) != (self.height, self.width):
                 batch[i], plan = resize_on_host(img, self.width, self.height)
-                k = scale_intrinsics(k, plan.sx, plan.sy)
+                k = plan.intrinsics(k)
                 resized[i] = (w, h)
             else:
                 batch[i] = img
@@ -201,7 +204,7 @@ class SurroundDepthPipeline:
         for i, (img, k) in enumerate(zip(images, K)):
             feeds[CAMERA_INPUT.format(i)] = d.blank if img is None else np.ascontiguousarray(img)
             k = self.rig.cameras[i].resized(plan.in_w, plan.in_h).K if k is None or img is None else k
-            K_model[i] = scale_intrinsics(k, plan.sx, plan.sy)
+            K_model[i] = plan.intrinsics(k)
         self.fuser.prepare(K_model, self.height, self.width)  # the handover masks follow K (cached while K stays)
         feeds.update({"K": K_model.astype(np.float32), **self._poses,
                       "depth_range": np.array([self.min_depth, self.max_depth], np.float32),

@@ -72,7 +72,7 @@ def main() -> None:
             t = item["stamp"] + i * args.offset
             header.stamp.sec, header.stamp.nanosec = int(t), int(round((t - int(t)) * 1e9))
             if i == args.bad_camera and n == args.bad_at:
-                bad = Image(header=header, height=args.height, width=args.width, encoding="yuv422",
+                bad = Image(header=header, height=args.height, width=args.width, encoding="nv21",
                             step=args.width * 2, data=bytes(args.height * args.width * 2))
                 pub_img[i].publish(bad)
                 continue

@@ -56,7 +56,7 @@ def bad_bag(tmp_path_factory):
             cam = rig_topics.get(conn.topic, info_topics.get(conn.topic))
             msg = codec.from_cdr(raw, conn.msgtype)
             if conn.topic in rig_topics and (k, cam) == BAD_ENCODING:
-                msg.encoding = "yuv422"
+                msg.encoding = "nv21"  # (yuv422 is taken since issue 22)
             elif conn.topic in rig_topics and (k, cam) == TRUNCATED:
                 msg.data = msg.data[: len(msg.data) // 2]
             elif conn.topic in info_topics and (k, cam) == BAD_INFO:

@@ -6,7 +6,7 @@ import pytest
 
 from fsmde_ros.geometry.cloud import CloudFuser
 from fsmde_ros.geometry.projection import invert_transform
-from fsmde_ros.geometry.rig import load_rig, scale_intrinsics
+from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.paths import DEFAULT_MODEL
 from fsmde_ros.runtime.deployment_graph import (
     CAMERA_INPUT,
@@ -22,10 +22,10 @@ import onnx
 
 
 def reference_resize(images: np.ndarray, plan) -> np.ndarray:
-    """The graph's resize in numpy: crop, box average, bilinear with half-pixel centres, round, uint8."""
+    """The graph's resize in numpy: centre crop, box average, bilinear with half-pixel centres, round, uint8."""
     v = images.shape[0]
     pw, ph = plan.pooled
-    x = images[:, :ph * plan.ky, :pw * plan.kx].astype(np.float32)
+    x = images[:, plan.y0:plan.y0 + ph * plan.ky, plan.x0:plan.x0 + pw * plan.kx].astype(np.float32)
     x = x.reshape(v, ph, plan.ky, pw, plan.kx, 3).mean(axis=(2, 4), dtype=np.float32)
 
     def taps(n_in, n_out):
@@ -61,11 +61,22 @@ def graph_inputs(rig, K_model, images, claim, present=None, depth_range=(0.5, 80
             "present": np.ones(len(rig), bool) if present is None else present, "claim": claim}
 
 
-def test_resize_plan_scales_the_pixel_edges_exactly():
+def test_resize_plan_crops_to_the_aspect_and_scales_the_pixel_edges_exactly():
+    """Regression (issue 22): a 16:9 or DDAD image was stretched to the model's 5:3, so fx and fy scaled apart
+    while the model's focal conditioning reads fx only. Now a centre crop, then one scale."""
     plan = plan_resize(1936, 1216, 640, 384)              # DDAD -> the 384x640 student
-    assert (plan.kx, plan.ky, plan.pooled) == (3, 3, (645, 405))
-    assert plan.sx == pytest.approx(640 / 1935) and plan.sy == pytest.approx(384 / 1215)
+    assert (plan.x0, plan.y0, plan.crop) == (0, 27, (1936, 1162))  # 27 rows off the top, 27 off the bottom
+    assert (plan.kx, plan.ky, plan.pooled) == (3, 3, (645, 387))
+    assert plan.sx == pytest.approx(640 / 1935) and plan.sy == pytest.approx(384 / 1161)
+    assert abs(plan.sx / plan.sy - 1) < 1e-3               # uniform to a pixel's rounding
+    nusc = plan_resize(1600, 900, 640, 384)               # 16:9 -> 5:3: columns cut
+    assert (nusc.x0, nusc.y0, nusc.crop) == (50, 0, (1500, 900)) and abs(nusc.sx / nusc.sy - 1) < 1e-3
+    K = np.array([[1000.0, 0, 799.5], [0, 1000.0, 449.5], [0, 0, 1]])
+    Ko = nusc.intrinsics(K)                                # the centre stays the centre, fx = fy
+    np.testing.assert_allclose(Ko[:2, 2], [319.5, 191.5], atol=1e-9)
+    assert Ko[0, 0] == pytest.approx(Ko[1, 1], rel=1e-3)
     assert (plan_resize(320, 192, 320, 192).kx, plan_resize(200, 100, 320, 192).ky) == (1, 1)
+    assert plan_resize(320, 192, 320, 192).crop == (320, 192)
 
 
 @pytest.mark.parametrize("in_size", [(1936, 1216), (1600, 900), (320, 192)])
@@ -79,7 +90,7 @@ def test_composed_depth_equals_resize_then_student(in_size, tmp_path):
     onnx.save(compose_deployment_graph(student, w_in, h_in, stride=4, overlap="all"), str(path))
     rig = load_rig("ddad")
     plan = plan_resize(w_in, h_in, w, h)
-    K = scale_intrinsics(rig.resized(w_in, h_in).K, plan.sx, plan.sy)
+    K = plan.intrinsics(rig.resized(w_in, h_in).K)
     images = np.random.default_rng(0).integers(0, 256, (v, h_in, w_in, 3), dtype=np.uint8)
     images[:, : h_in // 2] //= 2                          # some structure: a darker upper half
     composed = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -109,7 +120,7 @@ def test_composed_cloud_equals_cloud_fuser(rig_name, stride, overlap, tmp_path):
     session = ort.InferenceSession(compose_deployment_graph(oracle, w_in, h_in, stride, overlap).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     plan = plan_resize(w_in, h_in, w, h)
-    K = scale_intrinsics(rig.resized(w_in, h_in).K, plan.sx, plan.sy)
+    K = plan.intrinsics(rig.resized(w_in, h_in).K)
     fuser = CloudFuser(rig.T_base_cam, stride, overlap)
     fuser.prepare(K, h, w)
     claim = fuser.claim_masks()
