@@ -21,6 +21,7 @@ import numpy as np
 from fsmde_ros.errors import MessageError
 from fsmde_ros.geometry.cloud import SurroundCloud
 from fsmde_ros.geometry.rig import quaternion_from_rotation
+from fsmde_ros.service.calibration import Calibration
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -135,6 +136,17 @@ def camera_info_K(msg: Any) -> np.ndarray:
         return np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
     except (TypeError, ValueError):
         raise MessageError(f"CameraInfo.k must be 9 numbers, got {len(msg.k)}") from None
+
+
+def camera_info_calibration(msg: Any, rectified: bool = False) -> Calibration:
+    """A CameraInfo as image_geometry reads it (K, D, distortion model, P, size; service/calibration.py);
+    rectified: the topic is known to carry rectified images. MessageError when K or P has the wrong length."""
+    P = np.asarray(msg.p, dtype=np.float64)
+    if P.size not in (0, 12):
+        raise MessageError(f"CameraInfo.p must be 12 numbers, got {P.size}")
+    return Calibration(K=camera_info_K(msg), width=int(msg.width), height=int(msg.height),
+                       D=np.asarray(msg.d, dtype=np.float64), model=str(msg.distortion_model or "plumb_bob"),
+                       P=P.reshape(3, 4) if P.size else None, rectified=rectified)
 
 
 def transform_matrix(transform: Any) -> np.ndarray:

@@ -46,17 +46,6 @@ def _lookup(tree: dict[str, tuple[str, np.ndarray]], base: str, frame: str) -> n
     return T
 
 
-def _intrinsics(info: Any) -> tuple[np.ndarray, bool]:
-    """(K [3,3], distorted): P's left 3x3 for a rectified CameraInfo (D all zero, P set), else K."""
-    K = codec.camera_info_K(info)
-    d = np.asarray(info.d, dtype=np.float64)
-    distorted = bool(d.size and np.any(d != 0))
-    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4) if len(info.p) == 12 else np.zeros((3, 4))
-    if not distorted and P[0, 0] > 0 and P[1, 1] > 0:
-        return P[:, :3].copy(), False
-    return K, distorted
-
-
 def ring_order(cameras: list[Camera]) -> list[Camera]:
     """Clockwise seen from above (decreasing yaw), starting with the camera that looks most forward."""
     front = min(cameras, key=lambda c: abs(c.yaw_deg))
@@ -123,8 +112,9 @@ def rig_from_bag(path: str | Path, base_frame: str = BASE_FRAME, name: str | Non
         if len(sizes[topic]) > 1:
             notes.append(f"{cam_name}: CameraInfo sizes change within the bag ({', '.join(f'{w}x{h}' for w, h in sorted(sizes[topic]))}); "
                          "the first is written")
-        K, distorted = _intrinsics(info)
-        if distorted:
+        calibration = codec.camera_info_calibration(info)
+        K = calibration.intrinsics()  # P for a rectified camera, as image_geometry reads it
+        if calibration.distorted:
             notes.append(f"{cam_name}: distorted ({info.distortion_model}, D={list(np.round(info.d, 4))}); the YAML holds "
                          "K only: keep publishing camera_info so the node undistorts")
         cameras.append(Camera(cam_name, image_topic, topic, frame, int(info.width), int(info.height), K, T))

@@ -76,6 +76,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "TensorRT version and precision; built only when missing or stale) and of the deployment graphs "
               "composed per input size"),
     ParamSpec("compressed", False, "subscribe to sensor_msgs/CompressedImage on <image_topic>/compressed"),
+    ParamSpec("rectified", False, "the image topics carry rectified images (image_rect): intrinsics from CameraInfo "
+              "P and D ignored; false: a CameraInfo with non-zero D (plumb_bob, rational_polynomial, equidistant) is "
+              "undistorted in the resize, one with all-zero D read from P"),
     ParamSpec("slop", 0.06, "[s] largest stamp spread within one surround set (nuScenes cameras fire up to "
               "~50 ms apart; DDAD's are hardware-synchronised)", min=0.0, max=1.0),
     ParamSpec("queue_size", 5, "messages queued per camera while waiting for a set", min=1, max=100),

@@ -23,6 +23,7 @@ from fsmde_ros.geometry.projection import invert_transform
 from fsmde_ros.geometry.rig import CameraRig
 from fsmde_ros.runtime.base import DepthBackend, GraphRunner
 from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, ResizePlan, deployment_graph, plan_resize
+from fsmde_ros.service.calibration import Calibration, remap_on_host, undistort_maps
 
 
 @dataclasses.dataclass
@@ -93,6 +94,8 @@ class SurroundDepthPipeline:
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
         self._deployments: dict[tuple[int, int], Deployment | None] = {}
+        self._maps: dict[int, tuple] = {}  # camera -> ((calibration key, plan), undistortion maps)
+        self._said_distorted = False
         self.set_poses(rig.T_base_cam)
 
     def set_poses(self, T_base_cam: np.ndarray) -> None:
@@ -107,9 +110,11 @@ class SurroundDepthPipeline:
         self._poses = {"T_base_cam": T.astype(np.float32),
                        "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32)}
 
-    def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> PreparedBatch:
+    def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+                   distorted: Sequence[Calibration | None] | None = None) -> PreparedBatch:
         """images: per camera uint8 [H_i,W_i,3] RGB or None (absent); K: per camera [3,3] at that
-        image's size, or None to use the rig preset scaled to it."""
+        image's size, or None to use the rig preset scaled to it; distorted: per camera the calibration of a
+        distorted camera at that size (undistorted in the one remap that resizes), or None."""
         v = len(self.rig)
         if len(images) != v or len(K) != v:
             raise ValueError(f"expected {v} images and intrinsics, got {len(images)} and {len(K)}")
@@ -124,7 +129,13 @@ class SurroundDepthPipeline:
                 continue
             h, w = img.shape[:2]
             k = cam.resized(w, h).K if k is None else np.asarray(k, dtype=np.float64)
-            if (h, w) != (self.height, self.width):
+            cal = distorted[i] if distorted is not None else None
+            if cal is not None:
+                plan = plan_resize(w, h, self.width, self.height)
+                batch[i] = remap_on_host(img, plan, self._undistort_maps(i, cal, plan))
+                k = plan.intrinsics(cal.K)
+                resized[i] = (w, h)
+            elif (h, w) != (self.height, self.width):
                 batch[i], plan = resize_on_host(img, self.width, self.height)
                 k = plan.intrinsics(k)
                 resized[i] = (w, h)
@@ -133,6 +144,14 @@ class SurroundDepthPipeline:
             K_out[i] = k
             present[i] = True
         return PreparedBatch(batch, K_out, present, resized)
+
+    def _undistort_maps(self, i: int, cal: Calibration, plan: ResizePlan) -> tuple[np.ndarray, np.ndarray]:
+        """Camera i's remap tables for this calibration and size, built once (and again when its CameraInfo changes)."""
+        key = (cal.key(), plan)
+        cached = self._maps.get(i)
+        if cached is None or cached[0] != key:
+            cached = self._maps[i] = (key, undistort_maps(cal, plan))
+        return cached[1]
 
     def postprocess(self, depth: np.ndarray, depth_std: np.ndarray, batch: PreparedBatch) -> tuple[np.ndarray, SurroundCloud | None]:
         """Depth with NaN outside [min_depth, max_depth] (and for absent cameras), and the fused cloud."""
@@ -151,14 +170,21 @@ class SurroundDepthPipeline:
         depth, cloud = self.postprocess(depth, depth_std, batch)
         return SetResult(depth, depth_std, batch.K, batch.images, batch.present, cloud, {}, batch.resized_from)
 
-    def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None]) -> SetResult:
-        """One set, through the deployment graph for its input size where there is one; per-stage timings [ms]."""
+    def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+            distorted: Sequence[Calibration | None] | None = None) -> SetResult:
+        """One set, through the deployment graph for its input size where there is one; per-stage timings [ms].
+        distorted (see `preprocess`): such sets take the host path, whose remap undistorts (said once)."""
         sizes = {img.shape[:2] for img in images if img is not None}
-        deployment = self.deployment(*sizes.pop()[::-1]) if len(sizes) == 1 and self.composed else None
+        undistort = distorted is not None and any(c is not None for c in distorted)
+        if undistort and self.composed and not self._said_distorted:
+            self._said_distorted = True
+            self.info("distorted cameras (CameraInfo D): undistorted in the host's resize; the deployment graph takes "
+                      "rectified or pinhole images only, for now")
+        deployment = self.deployment(*sizes.pop()[::-1]) if len(sizes) == 1 and self.composed and not undistort else None
         if deployment is not None:
             return self._run_composed(deployment, images, K)
         t0 = time.perf_counter()
-        batch = self.preprocess(images, K)
+        batch = self.preprocess(images, K, distorted)
         t1 = time.perf_counter()
         depth, std = self.backend.infer(batch.images, batch.K[:, 0, 0].astype(np.float32))
         t2 = time.perf_counter()

@@ -19,11 +19,12 @@ import numpy as np
 
 from fsmde_ros.errors import ConfigError, FsmdeError, MessageError
 from fsmde_ros.geometry.metrics import cross_view_consistency
-from fsmde_ros.geometry.rig import CameraRig, load_rig, scale_intrinsics
+from fsmde_ros.geometry.rig import CameraRig, load_rig
 from fsmde_ros.model.contract import recorded_rig
 from fsmde_ros.paths import resolve_model
 from fsmde_ros.runtime import create_backend
 from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.service.calibration import Calibration
 from fsmde_ros.service.diagnostics import NodeHealth
 from fsmde_ros.service.mounts import CameraMounts, MountLookup
 from fsmde_ros.service.params import validate_params
@@ -45,7 +46,7 @@ class MessageDecoder(Protocol):
 
     def image_to_rgb(self, msg: Any) -> np.ndarray: ...  # uint8 [H,W,3] RGB
 
-    def camera_info_K(self, msg: Any) -> np.ndarray: ...  # [3,3] float64
+    def camera_info_calibration(self, msg: Any, rectified: bool = False) -> Calibration: ...  # K, D, model, P, size
 
 
 @dataclasses.dataclass
@@ -118,7 +119,7 @@ class SurroundDepthService:
         self.sync = SurroundSynchronizer(rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
-        self._camera_info: list[tuple[np.ndarray, int, int] | None] = [None] * len(rig)  # (K, width, height)
+        self._camera_info: list[Calibration | None] = [None] * len(rig)  # each camera's last good CameraInfo
         self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
         self._reported = {"silent": set(), "resets": 0, "dropped": 0}  # what report() has logged already
@@ -159,17 +160,19 @@ class SurroundDepthService:
                       "/diagnostics)")
 
     def on_camera_info(self, i: int, msg: Any) -> None:
-        """Take camera i's intrinsics from a CameraInfo; an unusable one (see `camera_info_problem`) is
-        dropped for that camera only, and the last good intrinsics (or the rig's) stay in use."""
+        """Take camera i's calibration from a CameraInfo (service/calibration.py: P for rectified images, D undistorted
+        in the resize); an unusable one (see `camera_info_problem`, `Calibration.problem`: an unsupported distortion
+        model, a D of the wrong length) is dropped for that camera only, counted, and the last good calibration (or
+        the rig's intrinsics) stays in use."""
         try:
-            K, w, h = self.decoder.camera_info_K(msg), int(msg.width), int(msg.height)
-            problem = camera_info_problem(K, w, h)
+            cal = self.decoder.camera_info_calibration(msg, self.p["rectified"])
+            problem = camera_info_problem(cal.intrinsics(), cal.width, cal.height) or cal.problem()
         except MessageError as exc:
             problem = str(exc)
         if problem:
             self.drop(i, "bad_camera_info", f"{problem}; using the last good or the rig's intrinsics")
         else:
-            self._camera_info[i] = (K, w, h)
+            self._camera_info[i] = cal
 
     def on_image(self, i: int, stamp_ns: int, msg: Any, now: float, compressed: bool = False) -> list[SyncedSet]:
         """Offer camera i's image (header stamp [ns], exact; arrival time `now` [s]); returns the sets it completes."""
@@ -193,25 +196,23 @@ class SurroundDepthService:
         return self.sync.poll(now)
 
     # -- one set --------------------------------------------------------------------------------
-    def intrinsics(self, i: int, width: int, height: int) -> np.ndarray | None:
-        """Camera i's K at width x height from its last CameraInfo (scaled when sizes differ); None: the rig's."""
-        info = self._camera_info[i]
-        if info is None:
-            return None
-        K, w, h = info
-        if (w, h) == (width, height):
-            return K
-        sx, sy = width / w, height / h
+    def calibration(self, i: int, width: int, height: int) -> Calibration | None:
+        """Camera i's calibration at width x height from its last CameraInfo (scaled when sizes differ); None: the rig's
+        intrinsics (no usable CameraInfo, or one of another aspect ratio)."""
+        cal = self._camera_info[i]
+        if cal is None or (cal.width, cal.height) == (width, height):
+            return cal
+        sx, sy = width / cal.width, height / cal.height
         if abs(sx / sy - 1.0) > ASPECT_TOLERANCE:
-            self.drop(i, "bad_camera_info", f"CameraInfo size {w}x{h} does not scale to the image's {width}x{height} "
-                                            "(another aspect ratio); using the rig's intrinsics")
+            self.drop(i, "bad_camera_info", f"CameraInfo size {cal.width}x{cal.height} does not scale to the image's "
+                                            f"{width}x{height} (another aspect ratio); using the rig's intrinsics")
             return None
-        return scale_intrinsics(K, sx, sy)
+        return cal.scaled(width, height)
 
     def run(self, synced: SyncedSet) -> SetOutput | None:
         """Decode, infer once for all views, post-process; None (counted as failed) when nothing decodes."""
         start = time.perf_counter()
-        images, Ks, messages = [], [], []
+        images, cals, messages = [], [], []
         for i, msg in enumerate(synced.messages):
             rgb = None
             if msg is not None:
@@ -220,12 +221,13 @@ class SurroundDepthService:
                 except MessageError as exc:
                     self.drop(i, "bad_image", str(exc))
             images.append(rgb)
-            Ks.append(self.intrinsics(i, rgb.shape[1], rgb.shape[0]) if rgb is not None else None)
+            cals.append(self.calibration(i, rgb.shape[1], rgb.shape[0]) if rgb is not None else None)
             messages.append(msg if rgb is not None else None)
         if all(img is None for img in images):
             self.health.set_failed(now=synced.stamp if self._clock is None else self._clock())
             return None
-        result = self.pipeline.run(images, Ks)
+        result = self.pipeline.run(images, [c.intrinsics() if c is not None else None for c in cals],
+                                   [c if c is not None and c.distorted else None for c in cals])
         result.timings_ms["decode_ms"] = (time.perf_counter() - start) * 1e3 - sum(result.timings_ms.values())
         for i, (w, h) in result.resized_from.items():
             key = (self.rig.names[i], f"resize {w}x{h}")

@@ -27,8 +27,12 @@ class ArrayCodec:
         return msg.image
 
     @staticmethod
-    def camera_info_K(msg):
-        return np.asarray(msg.k, float).reshape(3, 3)
+    def camera_info_calibration(msg, rectified=False):
+        from fsmde_ros.service.calibration import Calibration
+
+        return Calibration(np.asarray(msg.k, float).reshape(3, 3), int(msg.width), int(msg.height),
+                           np.asarray(getattr(msg, "d", np.zeros(5)), float), getattr(msg, "distortion_model", "plumb_bob"),
+                           np.asarray(getattr(msg, "p", np.zeros(12)), float).reshape(3, 4), rectified)
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +85,53 @@ def test_camera_info_intrinsics_are_used_scaled_and_a_bad_one_keeps_the_last_goo
     service.on_camera_info(0, types.SimpleNamespace(k=K.ravel(), width=2 * W, height=2 * H))
     service.on_camera_info(0, types.SimpleNamespace(k=np.full(9, np.nan), width=W, height=H))  # rejected
     # halved with the pixel-centre convention: c' = (c + 0.5) s - 0.5
-    np.testing.assert_allclose(service.intrinsics(0, W, H), [[100.0, 0, 39.5], [0, 100.0, 23.5], [0, 0, 1]])
-    assert service.intrinsics(1, W, H) is None, "no CameraInfo yet: the rig's"
+    np.testing.assert_allclose(service.calibration(0, W, H).intrinsics(), [[100.0, 0, 39.5], [0, 100.0, 23.5], [0, 0, 1]])
+    assert service.calibration(1, W, H) is None, "no CameraInfo yet: the rig's"
     (synced,) = _offer_set(service, [_image(12.0) for _ in range(6)])
     out = service.run(synced)
     assert out.result.K[0, 0, 0] == pytest.approx(100.0)
     np.testing.assert_allclose(out.result.depth, 12.0, atol=1e-3)
     assert service.health.counters["bad_inputs"] == 1
+
+
+def _info(K, w, h, D=(), model="plumb_bob", P=None):
+    return types.SimpleNamespace(k=np.asarray(K, float).ravel(), width=w, height=h, d=np.asarray(D, float),
+                                 distortion_model=model, p=np.zeros(12) if P is None else np.asarray(P, float).ravel())
+
+
+@pytest.mark.parametrize("info, reason", [
+    (dict(D=[0.1, 0.01, 0, 0, 0, 0.3, 0], model="plumb_bob"), "D has 7 coefficients, plumb_bob takes 5"),
+    (dict(D=[0.1, 0.01, 0.001, 0.0], model="kannala_brandt_9"), "distortion model 'kannala_brandt_9' is not supported"),
+    (dict(D=[0.1, 0.01, np.nan, 0, 0], model="plumb_bob"), "D has non-finite entries"),
+])
+def test_a_camera_info_that_cannot_be_undistorted_is_dropped_for_that_camera_only(model, info, reason):
+    """Regression (issue 22): the distortion model and D were ignored; a distorted image was taken as pinhole."""
+    warnings = []
+    service = _service(model, warnings)
+    K = [[100.0, 0, 47.5], [0, 100.0, 31.5], [0, 0, 1]]
+    service.on_camera_info(2, _info(K, W, H, **info))
+    service.on_camera_info(3, _info(K, W, H, D=[-0.2, 0.05, 0, 0, 0]))  # a good distorted one beside it
+    assert service.calibration(2, W, H) is None and service.calibration(3, W, H).distorted
+    assert sum(reason in w for w in warnings) == 1 and service.health.counters["bad_inputs"] == 1
+    (synced,) = _offer_set(service, [_image(12.0) for _ in range(6)])
+    assert service.run(synced) is not None  # the others go on
+
+
+def test_rectified_images_take_their_intrinsics_from_p(model):
+    """image_geometry's reading: for a rectified image (D all zero, or rectified:=true) the intrinsics are P."""
+    K = [[100.0, 0, 47.5], [0, 100.0, 31.5], [0, 0, 1]]
+    P = [[90.0, 0, 40.0, 0], [0, 90.0, 30.0, 0], [0, 0, 1, 0]]
+    service = _service(model, [])
+    service.on_camera_info(0, _info(K, W, H, D=[0] * 5, P=P))
+    np.testing.assert_allclose(service.calibration(0, W, H).intrinsics(), np.asarray(P)[:, :3])
+    service.on_camera_info(1, _info(K, W, H, D=[-0.2, 0.05, 0, 0, 0], P=P))  # distorted: undistorted to K
+    np.testing.assert_allclose(service.calibration(1, W, H).intrinsics(), K)
+    rect = _service(model, [], rectified=True)
+    rect.on_camera_info(1, _info(K, W, H, D=[-0.2, 0.05, 0, 0, 0], P=P))  # a rectified topic: D is ignored
+    np.testing.assert_allclose(rect.calibration(1, W, H).intrinsics(), np.asarray(P)[:, :3])
+    (synced,) = _offer_set(service, [_image(12.0) for _ in range(6)])
+    out = service.run(synced)
+    assert out.result.K[0, 0, 0] == pytest.approx(90.0) and out.result.K[1, 0, 0] == pytest.approx(100.0)
 
 
 def test_a_model_for_another_number_of_views_is_a_configuration_error(tmp_path):
@@ -119,7 +163,7 @@ def test_an_unusable_camera_info_is_dropped_for_its_camera_only(model, field, K,
     service.on_camera_info(2, types.SimpleNamespace(k=K.ravel(), width=width, height=height))
     assert len(warnings) == 1 and "CAMERA_08" in warnings[0] and field in warnings[0], warnings
     assert service.health.camera_errors["CAMERA_08"]["bad_camera_info"] == 2
-    np.testing.assert_array_equal(service.intrinsics(2, W, H), GOOD_K)
+    np.testing.assert_array_equal(service.calibration(2, W, H).intrinsics(), GOOD_K)
     (synced,) = _offer_set(service, [_image(12.0) for _ in range(6)])
     out = service.run(synced)
     np.testing.assert_allclose(out.result.depth, 12.0, atol=1e-3)  # every camera, this one with the good K
@@ -129,7 +173,7 @@ def test_a_camera_info_of_another_aspect_ratio_falls_back_to_the_rigs_intrinsics
     warnings = []
     service = _service(model, warnings)
     service.on_camera_info(0, types.SimpleNamespace(k=GOOD_K.ravel(), width=W, height=2 * H))
-    assert service.intrinsics(0, W, H) is None and "does not scale" in warnings[0]
+    assert service.calibration(0, W, H) is None and "does not scale" in warnings[0]
 
 
 def test_each_reason_is_logged_once_per_camera_not_once_per_kind(model):
