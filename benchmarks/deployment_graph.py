@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 
+from fsmde_ros.geometry.resize import resize_on_host
 from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.paths import DEFAULT_MODEL
 from fsmde_ros.runtime import create_backend
-from fsmde_ros.service.pipeline import SurroundDepthPipeline, resize_on_host
+from fsmde_ros.service.pipeline import SurroundDepthPipeline
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class BareBackend:
                  backend: str = "auto", precision: str = "fp16"):
         from fsmde_ros.geometry.rig import load_rig
         from fsmde_ros.runtime import create_backend
-        from fsmde_ros.service.pipeline import SurroundDepthPipeline, resize_on_host
+        from fsmde_ros.service.pipeline import SurroundDepthPipeline
         from fsmde_ros.service.surround_service import use_deployment_graph
 
         self.backend = create_backend(backend, model, precision=precision)

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from fsmde_ros.runtime import create_backend  # noqa: E402
-from fsmde_ros.runtime.deployment_graph import plan_resize  # noqa: E402
+from fsmde_ros.geometry.resize import plan_resize, resize_on_host  # noqa: E402
 from fsmde_ros.service.calibration import Calibration, remap_on_host, undistort_maps  # noqa: E402
-from fsmde_ros.service.pipeline import SurroundDepthPipeline, resize_on_host  # noqa: E402
+from fsmde_ros.service.pipeline import SurroundDepthPipeline  # noqa: E402
 from tests.helpers.lens import EQUIDISTANT_D, PLUMB_BOB_D, distort, outer_half_relative_difference  # noqa: E402
 
 

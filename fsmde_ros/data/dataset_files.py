@@ -34,13 +34,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def resize_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """INTER_AREA resize (no-op at the same size)."""
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-
-
 def build_rig(name: str, cams: Sequence[tuple[str, np.ndarray, np.ndarray, int, int]],
               preset: Mapping[str, Camera], source: str) -> CameraRig:
     """A CameraRig from (camera name, K, T_base_cam, width, height), topics/frames from a preset."""

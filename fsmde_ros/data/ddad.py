@@ -65,7 +65,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from fsmde_ros.data.dataset_files import build_rig, read_rgb, resize_image
+from fsmde_ros.data.dataset_files import build_rig, read_rgb
 from fsmde_ros.data.dgp import (
     SPLITS,
     DDADFormatError,
@@ -83,12 +83,12 @@ from fsmde_ros.data.dgp import (
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
 from fsmde_ros.errors import ConfigError, MissingFileError
 from fsmde_ros.geometry.projection import invert_transform, transform_points
+from fsmde_ros.geometry.resize import plan_resize, resize_on_host
 from fsmde_ros.geometry.rig import (
     Camera,
     CameraRig,
     RigError,
     load_rig,
-    scale_intrinsics,
 )
 
 # Ring order of config/rigs/ddad.yaml (clockwise from above, front first): front, front-right,
@@ -256,7 +256,7 @@ class DDADDataset:
 
     def _at_item_size(self, rig: CameraRig) -> CameraRig:
         cams = tuple(dataclasses.replace(c, width=self.width, height=self.height,
-                                         K=scale_intrinsics(c.K, self.width / c.width, self.height / c.height))
+                                         K=plan_resize(c.width, c.height, self.width, self.height).intrinsics(c.K))
                      for c in rig.cameras)
         return dataclasses.replace(rig, cameras=cams)
 
@@ -308,8 +308,8 @@ class DDADDataset:
                 if raw is None:
                     raise MissingFileError(f"DDAD mask unreadable: {path}")
                 body = (raw.reshape(raw.shape[0], raw.shape[1], -1) != 0).any(axis=2).astype(np.float32)
-                if body.shape != (self.height, self.width):
-                    body = cv2.resize(body, (self.width, self.height), interpolation=cv2.INTER_AREA)
+                if body.shape != (self.height, self.width):  # cropped and resized as the images are
+                    body = resize_on_host(body, self.width, self.height)[0]
                 mask = body <= 0.0
             self._masks[key] = mask
         return self._masks[key]
@@ -333,8 +333,8 @@ class DDADDataset:
         for c, (name, datum) in enumerate(zip(self.camera_names, sample.cams)):
             img = read_rgb(scene.directory / datum.filename)
             h0, w0 = img.shape[:2]
-            images[c] = resize_image(img, W, H)
-            K[c] = scale_intrinsics(calib[name].K, W / w0, H / h0)
+            images[c], plan = resize_on_host(img, W, H)  # the node's crop and resize: the same pixels and K
+            K[c] = plan.intrinsics(calib[name].K)
             T_base_cam[c] = calib[name].T_vehicle_sensor
         stamps = np.array([d.stamp for d in sample.cams], dtype=np.float64)
         item: dict[str, Any] = {"images": images, "K": K, "T_base_cam": T_base_cam, "stamp": float(sample.stamp),

@@ -19,7 +19,8 @@ base_link is the nuScenes ego frame. The projection itself follows SurroundDepth
 (tools/export_gt_depth_nusc.py): z > 0 (`min_depth`, where the devkit's visualiser drops points
 nearer than 1 m and a 1-pixel border), nearest pixel, keyframe sweep only (no sweep accumulation);
 the nearest return wins per pixel (fsmde_ros.data.lidar_projection). Images are resized with
-INTER_AREA and K scaled (`fsmde_ros.rig.scale_intrinsics`); the lidar is projected at the item size.
+the node's crop and resize (`fsmde_ros.geometry.resize`: the same pixels and K); the lidar is projected at the item
+size.
 
 Item keys (SurroundDataset interface): images uint8 [6,H,W,3] RGB, lidar_depth float32 [6,H,W]
 (0 = none), K [6,3,3] at HxW, T_base_cam [6,4,4], stamp [s] (the lidar/sample time), stamps [6]
@@ -51,12 +52,12 @@ from fsmde_ros.data.dataset_files import (
     CorruptFileError,
     build_rig,
     read_rgb,
-    resize_image,
 )
 from fsmde_ros.data.lidar_projection import lidar_depth_maps
 from fsmde_ros.errors import ConfigError, MissingFileError
 from fsmde_ros.geometry.projection import invert_transform, transform_points
-from fsmde_ros.geometry.rig import RigError, load_rig, scale_intrinsics
+from fsmde_ros.geometry.resize import plan_resize, resize_on_host
+from fsmde_ros.geometry.rig import RigError, load_rig
 
 NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 NUSCENES_LIDAR = "LIDAR_TOP"
@@ -182,7 +183,7 @@ class NuScenesDataset:
         for name, sd, (w, h) in zip(self.camera_names, records, sizes):
             cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
             K = self._intrinsic(cs, name)
-            entries.append((name, scale_intrinsics(K, self.width / w, self.height / h), self._pose(cs),
+            entries.append((name, plan_resize(w, h, self.width, self.height).intrinsics(K), self._pose(cs),
                             self.width, self.height))
         self.rig = build_rig("nuscenes", entries, preset, source=f"{table_dir} (scene {self.scenes[0]['name']})")
 
@@ -245,8 +246,8 @@ class NuScenesDataset:
             cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
             img = read_rgb(self.root / sd["filename"])
             h0, w0 = img.shape[:2]
-            images[c] = resize_image(img, W, H)
-            K[c] = scale_intrinsics(self._intrinsic(cs, name), W / w0, H / h0)
+            images[c], plan = resize_on_host(img, W, H)  # the node's crop and resize: the same pixels and K
+            K[c] = plan.intrinsics(self._intrinsic(cs, name))
             T_base_cam[c] = self._pose(cs)
             T_world_base_cams[c] = self._pose(nusc.get("ego_pose", sd["ego_pose_token"]))
             T_cam_lidar[c] = invert_transform(T_base_cam[c]) @ invert_transform(T_world_base_cams[c]) @ T_global_lidar

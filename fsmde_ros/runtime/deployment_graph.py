@@ -35,7 +35,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
-from fsmde_ros.geometry.rig import scale_intrinsics
+from fsmde_ros.geometry.resize import plan_resize
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
@@ -44,68 +44,6 @@ CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
 STUDENT = "student/"  # prefix of the student's tensor names inside the composed graph
-
-
-@dataclasses.dataclass(frozen=True)
-class ResizePlan:
-    """How an image of in_w x in_h [px] becomes out_w x out_h without a non-uniform stretch: a centre crop
-    (x0, y0, crop_w, crop_h) to the output's aspect ratio, then a crop to a multiple of the box (kx, ky) (at most
-    k-1 pixels off the crop's right and bottom edges), the average of each box, and bilinear (half-pixel
-    centres) to the output. sx, sy: the exact scales of the pixel-edge coordinates (equal within a pixel's
-    rounding of the crop); `intrinsics` maps a camera matrix through the whole plan."""
-
-    in_w: int
-    in_h: int
-    out_w: int
-    out_h: int
-    kx: int
-    ky: int
-    x0: int = 0
-    y0: int = 0
-    crop_w: int = 0  # 0: the whole width (in_w)
-    crop_h: int = 0
-
-    @property
-    def crop(self) -> tuple[int, int]:
-        """(width, height) of the centre crop."""
-        return self.crop_w or self.in_w, self.crop_h or self.in_h
-
-    @property
-    def pooled(self) -> tuple[int, int]:
-        """(width, height) after the box average."""
-        cw, ch = self.crop
-        return cw // self.kx, ch // self.ky
-
-    @property
-    def sx(self) -> float:
-        return self.out_w / (self.kx * self.pooled[0])
-
-    @property
-    def sy(self) -> float:
-        return self.out_h / (self.ky * self.pooled[1])
-
-    def intrinsics(self, K: np.ndarray) -> np.ndarray:
-        """K [...,3,3] of the input image -> K of the output (the crop moves the principal point, then the scale)."""
-        K = np.array(K, dtype=np.float64, copy=True)
-        K[..., 0, 2] -= self.x0
-        K[..., 1, 2] -= self.y0
-        return scale_intrinsics(K, self.sx, self.sy)
-
-
-def plan_resize(in_w: int, in_h: int, out_w: int, out_h: int) -> ResizePlan:
-    """The centre crop to the output's aspect ratio (the rows or columns of one side cut evenly; none when the
-    aspects agree to a pixel), then the largest whole box per axis that keeps at least the output size (1: no
-    box), so the bilinear step that follows shrinks by less than 2x and does not alias."""
-    if min(in_w, in_h, out_w, out_h) <= 0:
-        raise ValueError(f"sizes must be positive, got {in_w}x{in_h} -> {out_w}x{out_h}")
-    crop_w, crop_h = in_w, in_h
-    if in_w * out_h > in_h * out_w:  # wider than the output: cut columns
-        crop_w = min(in_w, max(1, round(in_h * out_w / out_h)))
-    else:  # taller (or equal): cut rows
-        crop_h = min(in_h, max(1, round(in_w * out_h / out_w)))
-    x0, y0 = (in_w - crop_w) // 2, (in_h - crop_h) // 2
-    return ResizePlan(in_w, in_h, out_w, out_h, max(1, crop_w // out_w), max(1, crop_h // out_h), x0, y0,
-                      crop_w, crop_h)
 
 
 def graph_path(student: str | Path, in_w: int, in_h: int, stride: int, overlap: str,

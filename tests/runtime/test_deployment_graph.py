@@ -6,6 +6,7 @@ import pytest
 
 from fsmde_ros.geometry.cloud import CloudFuser
 from fsmde_ros.geometry.projection import invert_transform
+from fsmde_ros.geometry.resize import plan_resize
 from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.paths import DEFAULT_MODEL
 from fsmde_ros.runtime.deployment_graph import (
@@ -14,7 +15,6 @@ from fsmde_ros.runtime.deployment_graph import (
     GRAPH_OUTPUTS,
     compose_deployment_graph,
     deployment_graph,
-    plan_resize,
 )
 from tests.helpers.oracle_model import write_oracle_model
 

@@ -6,9 +6,9 @@ import pytest
 from fsmde_ros.data.synthetic import SyntheticSurround
 from fsmde_ros.paths import DEFAULT_MODEL
 from fsmde_ros.runtime import create_backend
-from fsmde_ros.runtime.deployment_graph import plan_resize
+from fsmde_ros.geometry.resize import plan_resize, resize_on_host
 from fsmde_ros.service.calibration import Calibration, remap_on_host, undistort_maps
-from fsmde_ros.service.pipeline import SurroundDepthPipeline, resize_on_host
+from fsmde_ros.service.pipeline import SurroundDepthPipeline
 from tests.helpers.lens import EQUIDISTANT_D, PLUMB_BOB_D, distort, outer_half_relative_difference
 from tests.helpers.ros_env import REPO
 
