@@ -17,6 +17,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from fsmde_ros.geometry.rig import scale_intrinsics
+
 # distortion model -> the lengths of D it takes (ROS sensor_msgs/distortion_models.hpp)
 DISTORTION_MODELS = {"plumb_bob": (5,), "rational_polynomial": (8,), "equidistant": (4,)}
 
@@ -61,8 +63,6 @@ class Calibration:
 
     def scaled(self, width: int, height: int) -> "Calibration":
         """The same camera at another image size (binning, a resized stream): K and P scale, D stays."""
-        from fsmde_ros.geometry.rig import scale_intrinsics
-
         if (width, height) == (self.width, self.height):
             return self
         sx, sy = width / self.width, height / self.height
@@ -84,6 +84,13 @@ def remap_box(plan) -> tuple[int, int]:
     return box(plan.kx), box(plan.ky)
 
 
+def supersampling(plan) -> int:
+    """1, or 2 when the remap itself would shrink by 1.5x or more (bilinear then aliases): it then samples at twice
+    the output size and a 2 x 2 average brings it down."""
+    kx, ky = remap_box(plan)
+    return 2 if max(plan.kx / kx, plan.ky / ky) >= 1.5 else 1
+
+
 def _pool_origin(plan) -> tuple[int, int]:
     """(left, top) [px] where the box grid of the whole raw image starts: the crop's origin on the remap's box grid
     (the remap may reach outside the aspect crop: distortion pulls the corners in)."""
@@ -94,8 +101,9 @@ def _pool_origin(plan) -> tuple[int, int]:
 def undistort_maps(cal: Calibration, plan) -> tuple[np.ndarray, np.ndarray]:
     """(map_x, map_y) float32 [out_h,out_w]: where each output pixel of the undistorted model-size image (K_out =
     plan.intrinsics(cal.K)) samples the box-averaged raw image of `remap_on_host` (pixel centres at integers)."""
-    K_out = plan.intrinsics(cal.K)
-    size = (plan.out_w, plan.out_h)
+    m = supersampling(plan)
+    K_out = scale_intrinsics(plan.intrinsics(cal.K), m, m)
+    size = (plan.out_w * m, plan.out_h * m)
     D = np.asarray(cal.D, dtype=np.float64)
     if cal.model == "equidistant":
         mx, my = cv2.fisheye.initUndistortRectifyMap(cal.K, D, np.eye(3), K_out, size, cv2.CV_32FC1)
@@ -117,4 +125,7 @@ def remap_on_host(image: np.ndarray, plan, maps: tuple[np.ndarray, np.ndarray]) 
         fx, fy = min(kx, 2), min(ky, 2)
         raw = cv2.resize(raw, (raw.shape[1] // fx, raw.shape[0] // fy), interpolation=cv2.INTER_AREA)
         kx, ky = kx // fx, ky // fy
-    return cv2.remap(raw, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    out = cv2.remap(raw, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if out.shape[1] != plan.out_w:  # supersampled: the 2 x 2 average to the output size
+        out = cv2.resize(out, (plan.out_w, plan.out_h), interpolation=cv2.INTER_AREA)
+    return out

@@ -31,8 +31,10 @@ def test_without_distortion_the_remap_is_the_plain_resize():
     plan = plan_resize(1936, 1216, 640, 384)
     out = remap_on_host(img, plan, undistort_maps(Calibration(K, 1936, 1216, D=np.full(5, 1e-12)), plan))
     ref, _ = resize_on_host(img, 640, 384)
-    # the remap averages 2 x 2 boxes then interpolates 1.5x, the resize 3 x 3 boxes: the same image, the same rays
-    assert np.abs(out.astype(int) - ref).mean() < 0.5 and np.abs(out.astype(int) - ref).max() <= 4
+    # the remap averages 2 x 2 boxes and samples at twice the size, the resize 3 x 3 boxes: the same image, the same
+    # rays (the outermost pixels aside, where the remap's samples reach past the image: black there)
+    diff = np.abs(out.astype(int) - ref)[1:-1, 1:-1]
+    assert diff.mean() < 0.5 and diff.max() <= 4
 
 
 @pytest.mark.parametrize("model, D", [("plumb_bob", PLUMB_BOB_D), ("equidistant", EQUIDISTANT_D)])
