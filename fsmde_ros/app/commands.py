@@ -107,9 +107,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_bag_datasets() -> None:
+    """`bag:` dataset specs (your own recordings) open once their reader is imported (it reads ROS messages)."""
+    import fsmde_ros.ros.bag_dataset  # noqa: F401 - registers the `bag` kind with open_dataset
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
     from fsmde_ros.distill.trainer import TrainConfig, run_distillation
 
+    _register_bag_datasets()
     cfg = TrainConfig.load(args.config)
     if args.out_dir:
         cfg.out_dir = str(args.out_dir)
@@ -128,6 +134,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fsmde_ros.distill.evaluate import evaluate, format_table, write_results
     from fsmde_ros.runtime import create_backend
 
+    _register_bag_datasets()
     if args.onnx:
         backend = create_backend(args.backend, args.onnx)
     else:
@@ -157,6 +164,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from fsmde_ros.distill.teach import precompute_teacher
     from fsmde_ros.model.teachers import create_teacher
 
+    _register_bag_datasets()
     teacher = create_teacher(args.teacher, device=args.device)
     for spec in args.dataset:
         dataset = CachedDataset(spec, args.height, args.width, args.cache_dir)

@@ -12,14 +12,15 @@ these keys, so training, evaluation and bag conversion take any of them.
 Specs (`open_dataset`): `synthetic`, `synthetic:nuscenes?seed=3&frames=40&stride=2` (options: gt=none for a
 teacher-only world, beams=8 for a sparser lidar, domain=shifted for a street of another look),
 `ddad:/path?split=val` (fsmde_ros.data.ddad) and
-`nuscenes:/path?version=v1.0-mini&split=mini_val` (fsmde_ros.data.nuscenes).
+`nuscenes:/path?version=v1.0-mini&split=mini_val` (fsmde_ros.data.nuscenes) and
+`bag:/path?rig=my_rig.yaml&lidar=/lidar/points` (your own recordings: fsmde_ros.ros.bag_dataset).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 import numpy as np
@@ -58,9 +59,21 @@ class FrameSubset:
         return self.base[i * self.stride]
 
 
+# Dataset kinds that higher layers provide: kind -> opener(spec, target, options, height, width). The `bag` kind
+# (your own recordings) lives with the ROS messages it reads (fsmde_ros/ros/bag_dataset.py registers it on import).
+DATASET_KINDS: dict[str, Callable[[str, str, dict[str, str], int, int], Any]] = {}
+
+
+def register_dataset_kind(kind: str, opener: Callable[[str, str, dict[str, str], int, int], Any]) -> None:
+    """Make `kind:target?options` specs open through `opener` (see DATASET_KINDS)."""
+    DATASET_KINDS[kind] = opener
+
+
 def open_dataset(spec: str, height: int = 192, width: int = 320):
     """A SurroundDataset from a spec string (see the module doc)."""
     kind, target, opts = parse_spec(spec)
+    if kind in DATASET_KINDS:
+        return DATASET_KINDS[kind](spec, target, opts, height, width)
     if kind == "synthetic":
         from fsmde_ros.data.synthetic import SyntheticSurround
 
@@ -78,8 +91,10 @@ def open_dataset(spec: str, height: int = 192, width: int = 320):
         return FrameSubset(ds, int(opts.get("stride", 1)))
     if kind in ("ddad", "nuscenes"):
         return _open_real_dataset(spec, kind, target, opts, height, width)
+    hint = " (bag: specs open where fsmde_ros.ros.bag_dataset is imported: `fsmde teach/distill/eval` do)" \
+        if kind == "bag" else ""
     raise ConfigError(f"unknown dataset spec {spec!r}; use synthetic[:ddad|nuscenes][?seed=&frames=&stride=], "
-                     "ddad:/path or nuscenes:/path?version=...")
+                     f"ddad:/path, nuscenes:/path?version=... or bag:/path?rig=...{hint}")
 
 
 def _flag(value: str, spec: str, key: str) -> bool:

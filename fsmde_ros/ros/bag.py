@@ -298,6 +298,27 @@ def open_bag(path: str | Path):
     return reader
 
 
+def tf_static_tree(reader) -> dict[str, tuple[str, np.ndarray]]:
+    """child frame -> (parent frame, T_parent_child [4,4]) from every /tf_static message of an open bag."""
+    tree: dict[str, tuple[str, np.ndarray]] = {}
+    for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic == "/tf_static"]):
+        for tf in codec.from_cdr(raw, conn.msgtype).transforms:
+            tree.setdefault(tf.child_frame_id, (tf.header.frame_id, codec.transform_matrix(tf.transform)))
+    return tree
+
+
+def tf_lookup(tree: dict[str, tuple[str, np.ndarray]], base: str, frame: str) -> np.ndarray | None:
+    """T_base_frame [4,4] chained from a `tf_static_tree`, or None when frame does not lead to base."""
+    T, seen = np.eye(4), set()
+    while frame != base:
+        if frame not in tree or frame in seen:
+            return None
+        seen.add(frame)
+        parent, T_pc = tree[frame]
+        T, frame = T_pc @ T, parent
+    return T
+
+
 def bag_custom_data(reader) -> dict[str, str]:
     """The bag's metadata custom_data (empty when absent or for a bare storage file)."""
     meta = getattr(reader.storage, "metadata", None)

@@ -166,6 +166,33 @@ def cloud_array(msg: Any) -> np.ndarray:
     return _bytes(msg.data).view(dtype)[: msg.width * msg.height]
 
 
+def cloud_xyz(msg: Any) -> np.ndarray:
+    """x, y, z [M,3] float32 of any PointCloud2 whose x, y, z fields are float32 (a lidar driver's, with any other
+    fields and padding between them), in the message's frame; non-finite points dropped."""
+    fields = {f.name: f for f in msg.fields}
+    if not {"x", "y", "z"} <= set(fields) or any(fields[k].datatype != POINTFIELD_FLOAT32 for k in "xyz"):
+        raise MessageError(f"PointCloud2 needs float32 x, y, z fields, got {[(f.name, f.datatype) for f in msg.fields]}")
+    n, step = int(msg.width) * int(msg.height), int(msg.point_step)
+    buf = _bytes(msg.data)
+    if buf.size < n * step:
+        raise MessageError(f"truncated PointCloud2: {buf.size} bytes for {n} points of {step}")
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [(">f4" if msg.is_bigendian else "<f4")] * 3,
+                      "offsets": [int(fields[k].offset) for k in "xyz"], "itemsize": step})
+    pts = buf[: n * step].view(dtype)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1).astype(np.float32)
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
+def header_stamp_ns_of_cdr(raw: bytes) -> int:
+    """The header stamp [ns] of a serialised message whose first field is a std_msgs/Header (Image, CompressedImage,
+    CameraInfo, PointCloud2): read from the CDR bytes without deserialising the rest (a bag is indexed by it)."""
+    import struct
+
+    order = "<" if raw[1] == 1 else ">"  # the encapsulation: CDR little or big endian
+    sec, nanosec = struct.unpack_from(order + "iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     """uint8 [M,3] -> float32 [M] with 0x00RRGGBB in its bits (the PCL / RViz convention)."""
     rgb = rgb.astype(np.uint32)

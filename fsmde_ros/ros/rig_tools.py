@@ -22,7 +22,7 @@ from fsmde_ros.geometry.projection import overlap_mask
 from fsmde_ros.geometry.rig import BASE_FRAME, Camera, CameraRig
 from fsmde_ros.model.contract import recorded_rig
 from fsmde_ros.ros import codec
-from fsmde_ros.ros.bag import BagError, open_bag
+from fsmde_ros.ros.bag import open_bag, tf_lookup, tf_static_tree
 
 IMAGE_TYPES = (codec.IMAGE, codec.COMPRESSED)
 RIG_CAMERAS = 6  # the surround students take six views
@@ -32,18 +32,6 @@ MIN_OVERLAP_SHARE = 0.02  # an adjacent pair overlapping less than this share of
 
 class RigToolError(FsmdeError, ValueError):
     """A bag that no rig can be read from, or a rig and model that cannot be compared; the message says why."""
-
-
-def _lookup(tree: dict[str, tuple[str, np.ndarray]], base: str, frame: str) -> np.ndarray | None:
-    """T_base_frame from child -> (parent, T_parent_child) edges, or None when frame does not lead to base."""
-    T, seen = np.eye(4), set()
-    while frame != base:
-        if frame not in tree or frame in seen:
-            return None
-        seen.add(frame)
-        parent, T_pc = tree[frame]
-        T, frame = T_pc @ T, parent
-    return T
 
 
 def ring_order(cameras: list[Camera]) -> list[Camera]:
@@ -78,16 +66,11 @@ def rig_from_bag(path: str | Path, base_frame: str = BASE_FRAME, name: str | Non
                                "(ros2 bag record ... /tf_static) or write the mounts by hand")
         first: dict[str, Any] = {}
         sizes: dict[str, set[tuple[int, int]]] = {t: set() for t in infos}
-        tree: dict[str, tuple[str, np.ndarray]] = {}
-        wanted = [c for c in reader.connections if c.topic in infos or c.topic == "/tf_static"]
-        for conn, _, raw in reader.messages(connections=wanted):
+        tree = tf_static_tree(reader)
+        for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic in infos]):
             msg = codec.from_cdr(raw, conn.msgtype)
-            if conn.topic == "/tf_static":
-                for tf in msg.transforms:
-                    tree.setdefault(tf.child_frame_id, (tf.header.frame_id, codec.transform_matrix(tf.transform)))
-            else:
-                first.setdefault(conn.topic, msg)
-                sizes[conn.topic].add((int(msg.width), int(msg.height)))
+            first.setdefault(conn.topic, msg)
+            sizes[conn.topic].add((int(msg.width), int(msg.height)))
     finally:
         reader.close()
     notes, cameras = [], []
@@ -105,7 +88,7 @@ def rig_from_bag(path: str | Path, base_frame: str = BASE_FRAME, name: str | Non
             continue
         image_topic = in_ns[0][: -len("/compressed")] if images[in_ns[0]] == codec.COMPRESSED else in_ns[0]
         frame = str(info.header.frame_id)
-        T = _lookup(tree, base_frame, frame)
+        T = tf_lookup(tree, base_frame, frame)
         if T is None:
             notes.append(f"{cam_name}: /tf_static has no path from {base_frame} to its frame {frame!r}; left out")
             continue

@@ -17,6 +17,7 @@ import dataclasses
 import cv2
 import numpy as np
 
+from fsmde_ros.geometry.resize import plan_resize, resize_on_host
 from fsmde_ros.geometry.rig import scale_intrinsics
 
 # distortion model -> the lengths of D it takes (ROS sensor_msgs/distortion_models.hpp)
@@ -129,3 +130,34 @@ def remap_on_host(image: np.ndarray, plan, maps: tuple[np.ndarray, np.ndarray]) 
     if out.shape[1] != plan.out_w:  # supersampled: the 2 x 2 average to the output size
         out = cv2.resize(out, (plan.out_w, plan.out_h), interpolation=cv2.INTER_AREA)
     return out
+
+
+class ModelInput:
+    """Camera images to the model's width x height, with their intrinsics: the undistorting remap for a distorted
+    camera (its tables built once per camera and calibration), the plain crop-and-resize otherwise. The node's
+    pipeline and the `bag:` dataset use this one path, so training sees the pixels the node feeds the student."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = int(width), int(height)
+        self._maps: dict[int, tuple] = {}  # camera -> ((calibration key, plan), maps)
+
+    def __call__(self, i: int, image: np.ndarray, K: np.ndarray, distorted: Calibration | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Camera i's image uint8 [H,W,3] with K [3,3] at that size (or the calibration of a distorted camera) ->
+        (image [height,width,3], K at that size, whether it was resized)."""
+        h, w = image.shape[:2]
+        if distorted is not None:
+            plan = plan_resize(w, h, self.width, self.height)
+            return remap_on_host(image, plan, self.maps(i, distorted, plan)), plan.intrinsics(distorted.K), True
+        if (w, h) == (self.width, self.height):
+            return image, np.asarray(K, dtype=np.float64), False
+        out, plan = resize_on_host(image, self.width, self.height)
+        return out, plan.intrinsics(K), True
+
+    def maps(self, i: int, cal: Calibration, plan) -> tuple[np.ndarray, np.ndarray]:
+        """Camera i's remap tables for this calibration and size, built once (and again when its calibration changes)."""
+        key = (cal.key(), plan)
+        cached = self._maps.get(i)
+        if cached is None or cached[0] != key:
+            cached = self._maps[i] = (key, undistort_maps(cal, plan))
+        return cached[1]

@@ -19,11 +19,11 @@ import numpy as np
 
 from fsmde_ros.geometry.cloud import CloudFuser, SurroundCloud
 from fsmde_ros.geometry.projection import invert_transform
-from fsmde_ros.geometry.resize import ResizePlan, plan_resize, resize_on_host
+from fsmde_ros.geometry.resize import ResizePlan, plan_resize
 from fsmde_ros.geometry.rig import CameraRig
 from fsmde_ros.runtime.base import DepthBackend, GraphRunner
 from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, deployment_graph
-from fsmde_ros.service.calibration import Calibration, remap_on_host, undistort_maps
+from fsmde_ros.service.calibration import Calibration, ModelInput
 
 
 @dataclasses.dataclass
@@ -79,7 +79,7 @@ class SurroundDepthPipeline:
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
         self._deployments: dict[tuple[int, int], Deployment | None] = {}
-        self._maps: dict[int, tuple] = {}  # camera -> ((calibration key, plan), undistortion maps)
+        self.to_model = ModelInput(self.width, self.height)  # resize, crop, undistort: the images at the model's size
         self._said_distorted = False
         self.set_poses(rig.T_base_cam)
 
@@ -114,29 +114,12 @@ class SurroundDepthPipeline:
                 continue
             h, w = img.shape[:2]
             k = cam.resized(w, h).K if k is None else np.asarray(k, dtype=np.float64)
-            cal = distorted[i] if distorted is not None else None
-            if cal is not None:
-                plan = plan_resize(w, h, self.width, self.height)
-                batch[i] = remap_on_host(img, plan, self._undistort_maps(i, cal, plan))
-                k = plan.intrinsics(cal.K)
+            batch[i], k, was_resized = self.to_model(i, img, k, distorted[i] if distorted is not None else None)
+            if was_resized:
                 resized[i] = (w, h)
-            elif (h, w) != (self.height, self.width):
-                batch[i], plan = resize_on_host(img, self.width, self.height)
-                k = plan.intrinsics(k)
-                resized[i] = (w, h)
-            else:
-                batch[i] = img
             K_out[i] = k
             present[i] = True
         return PreparedBatch(batch, K_out, present, resized)
-
-    def _undistort_maps(self, i: int, cal: Calibration, plan: ResizePlan) -> tuple[np.ndarray, np.ndarray]:
-        """Camera i's remap tables for this calibration and size, built once (and again when its CameraInfo changes)."""
-        key = (cal.key(), plan)
-        cached = self._maps.get(i)
-        if cached is None or cached[0] != key:
-            cached = self._maps[i] = (key, undistort_maps(cal, plan))
-        return cached[1]
 
     def postprocess(self, depth: np.ndarray, depth_std: np.ndarray, batch: PreparedBatch) -> tuple[np.ndarray, SurroundCloud | None]:
         """Depth with NaN outside [min_depth, max_depth] (and for absent cameras), and the fused cloud."""

@@ -59,9 +59,9 @@ def test_remap_tables_are_built_once_and_again_when_the_calibration_changes(scen
     K = list(item["K"])
     cals = [Calibration(k, W_RAW, H_RAW, D=PLUMB_BOB_D) for k in K]
     pipe.run(list(item["images"]), K, cals)
-    first = pipe._maps[0][1]
+    first = pipe.to_model._maps[0][1]
     pipe.run(list(item["images"]), K, cals)
-    assert pipe._maps[0][1] is first
+    assert pipe.to_model._maps[0][1] is first
     cals[0] = Calibration(K[0], W_RAW, H_RAW, D=PLUMB_BOB_D * 0.5)
     pipe.run(list(item["images"]), K, cals)
-    assert pipe._maps[0][1] is not first and pipe._maps[1][1] is not None
+    assert pipe.to_model._maps[0][1] is not first and pipe.to_model._maps[1][1] is not None
