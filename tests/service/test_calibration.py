@@ -65,3 +65,19 @@ def test_remap_tables_are_built_once_and_again_when_the_calibration_changes(scen
     cals[0] = Calibration(K[0], W_RAW, H_RAW, D=PLUMB_BOB_D * 0.5)
     pipe.run(list(item["images"]), K, cals)
     assert pipe.to_model._maps[0][1] is not first and pipe.to_model._maps[1][1] is not None
+
+
+def test_a_4_3_and_a_16_9_camera_in_one_rig_are_each_cropped_to_the_models_aspect(scene):
+    """Issue 22: a 16:9 camera was stretched to the model's 5:3 (fx and fy scaled apart) beside a 4:3 one."""
+    item, pipe = scene
+    rng = np.random.default_rng(3)
+    sizes = [(640, 480), (1280, 720)] + [(W_RAW, H_RAW)] * 4  # 4:3, 16:9, and the rest 8:5
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in sizes]
+    Ks = [np.array([[0.8 * w, 0, w / 2 - 0.5], [0, 0.8 * w, h / 2 - 0.5], [0, 0, 1]]) for w, h in sizes]
+    out = pipe.run(images, Ks)
+    for (w, h), K_in, K_out in zip(sizes, Ks, out.K):
+        assert K_out[0, 0] == pytest.approx(K_out[1, 1], rel=2e-3), (w, h)  # square pixels: no stretch
+        np.testing.assert_allclose(K_out[:2, 2], [pipe.width / 2 - 0.5, pipe.height / 2 - 0.5], atol=0.5)
+        plan = plan_resize(w, h, pipe.width, pipe.height)
+        assert K_out[0, 0] == pytest.approx(K_in[0, 0] * plan.sx)
+    assert plan_resize(640, 480, 320, 192).crop == (640, 384) and plan_resize(1280, 720, 320, 192).crop == (1200, 720)
