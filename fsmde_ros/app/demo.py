@@ -23,6 +23,7 @@ import numpy as np
 
 from fsmde_ros.errors import FsmdeError
 from fsmde_ros.paths import fastdds_profile, resolve_model
+from fsmde_ros.service.params import PARAMS_BY_NAME
 
 STAGES = 6
 
@@ -192,8 +193,10 @@ def _report(recorder, items, rig, out: Path, model: Path) -> dict:
     metrics = DepthMetricAccumulator(names, max_depth=80.0)
     consistency = []
     for key, depth in complete.items():
-        # the node publishes NaN beyond max_depth (REP-118); score those pixels as the 80 m cap
-        metrics.update(np.where(np.isfinite(depth), depth, 80.0), by_stamp[key]["lidar_depth"])
+        # the node publishes +Inf beyond max_depth and -Inf nearer than min_depth (REP-117); score those pixels as the
+        # node's bounds (its defaults, which the demo runs with)
+        lo, hi = PARAMS_BY_NAME["min_depth"].default, PARAMS_BY_NAME["max_depth"].default
+        metrics.update(np.nan_to_num(depth, nan=hi, posinf=hi, neginf=lo), by_stamp[key]["lidar_depth"])
         consistency.append(cross_view_consistency(depth, rig, max_depth=80.0)["rel"])
     result = metrics.result()
     last = max(complete)

@@ -2,8 +2,8 @@
 
 One graph takes the six camera images at the size they arrive (uint8 [H_in,W_in,3] each) and returns
 what the node publishes: it resizes them (a centre crop to the model's aspect ratio, then antialiased:
-an integer box average, then bilinear for the rest), runs the student, masks depth outside [min, max] to NaN (REP-118) and computes the fused
-cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
+an integer box average, then bilinear for the rest), runs the student, marks depth outside [min, max]
+with REP-117's -Inf / +Inf and computes the fused cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
 handover) as fixed-size tensors with a validity mask. TensorRT runs it all on the GPU, ONNX Runtime
 in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes.
 
@@ -39,7 +39,7 @@ from fsmde_ros.geometry.resize import plan_resize
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 5  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_VERSION = 6  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
@@ -141,13 +141,15 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     b.op("Identity", fx, out=STUDENT + "focal_px")
     pre = len(b.nodes)  # the nodes before the student's; the rest come after it
 
-    # -- depth: NaN outside [min, max] and for absent cameras ----------------------------------------------
+    # -- depth: -Inf / +Inf outside [min, max], NaN for absent cameras ---------------------------------------
     dmin, dmax = b.pick("depth_range", 0, 0), b.pick("depth_range", 0, 1)
     d = STUDENT + "depth"
     present = b.op("Reshape", "present", b.const([V, 1, 1], np.int64))
     nan = b.const(np.nan)
-    ok = b.op("And", b.op("And", b.op("GreaterOrEqual", d, dmin), b.op("LessOrEqual", d, dmax)), present)
-    depth = b.op("Where", ok, d, nan, out="depth")
+    # REP-117: -Inf nearer than min, +Inf farther than max, NaN invalid (a NaN stays NaN: both tests are false)
+    bounded = b.op("Where", b.op("Less", d, dmin), b.const(-np.inf),
+                   b.op("Where", b.op("Greater", d, dmax), b.const(np.inf), d))
+    depth = b.op("Where", present, bounded, nan, out="depth")
     b.op("Identity", STUDENT + "depth_std", out="depth_std")
 
     # -- cloud on the strided grid, as fixed-size tensors ------------------------------------------------

@@ -86,9 +86,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               min=0.05, max=60.0),
     ParamSpec("allow_partial", False, "after camera_timeout, run with the cameras that still publish "
               "(the silent camera's outputs are not published) instead of waiting"),
-    ParamSpec("min_depth", 0.5, "[m] depth below this is published as NaN and left out of the cloud",
+    ParamSpec("min_depth", 0.5, "[m] depth below this is published as -Inf (REP-117) and left out of the cloud",
               min=0.0, max=1000.0),
-    ParamSpec("max_depth", 80.0, "[m] depth beyond this is published as NaN and left out of the cloud",
+    ParamSpec("max_depth", 80.0, "[m] depth beyond this is published as +Inf (REP-117) and left out of the cloud",
               min=0.1, max=1000.0),
     ParamSpec("cloud_stride", 4, "[px] keep every n-th pixel in both axes in ~/points", min=1, max=64),
     ParamSpec("cloud_overlap", "nearest_axis", "where two cameras see the same point, nearest_axis keeps it only "

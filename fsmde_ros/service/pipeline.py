@@ -6,8 +6,8 @@ the student, masks depth and computes the cloud; the host compacts the cloud wit
 input size composes a new graph once (and says so). Otherwise (the torch backend, or cameras of mixed
 sizes in one set) the host path: preprocess resizes each image to the model's size (a centre crop to its aspect ratio, never a
 non-uniform stretch, an integer box average, then bilinear: 3-5 ms for a DDAD image on a 2-core CPU) and maps
-the intrinsics through the same plan; postprocess masks depth
-outside [min_depth, max_depth] to NaN (REP-118) and fuses the cloud with CloudFuser (same points).
+the intrinsics through the same plan; postprocess marks depth
+outside [min_depth, max_depth] with REP-117's -Inf / +Inf (NaN: invalid) and fuses the cloud with CloudFuser (same points).
 """
 from __future__ import annotations
 
@@ -122,10 +122,11 @@ class SurroundDepthPipeline:
         return PreparedBatch(batch, K_out, present, resized)
 
     def postprocess(self, depth: np.ndarray, depth_std: np.ndarray, batch: PreparedBatch) -> tuple[np.ndarray, SurroundCloud | None]:
-        """Depth with NaN outside [min_depth, max_depth] (and for absent cameras), and the fused cloud."""
+        """Depth with REP-117's values: -Inf nearer than min_depth, +Inf farther than max_depth, NaN invalid (and for
+        absent cameras); and the fused cloud (none of those in it)."""
         with np.errstate(invalid="ignore"):
-            invalid = ~np.isfinite(depth) | (depth < self.min_depth) | (depth > self.max_depth)
-        depth = np.where(invalid, np.float32(np.nan), depth).astype(np.float32, copy=False)
+            depth = np.where(depth < self.min_depth, np.float32(-np.inf),
+                             np.where(depth > self.max_depth, np.float32(np.inf), depth)).astype(np.float32, copy=False)
         depth[~batch.present] = np.nan
         cloud = None
         if self.make_cloud:

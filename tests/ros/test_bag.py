@@ -208,7 +208,7 @@ def test_process_writes_the_backends_depth_for_every_set(sequence, oracle_bag, t
         item = ListDataset(rig, sequence.items, oracle=True)[f]
         depth, std = backend.infer(item["images"], item["K"][:, 0, 0].astype(np.float32))
         with np.errstate(invalid="ignore"):
-            want = np.where(np.isfinite(depth) & (depth >= MIN_DEPTH) & (depth <= MAX_DEPTH), depth, np.nan)
+            want = np.where(depth < MIN_DEPTH, -np.inf, np.where(depth > MAX_DEPTH, np.inf, depth))  # REP-117
         for c, cam in enumerate(rig.cameras):
             base = f"/surround_depth/{cam.name}"
             ns, d = msgs[base + "/depth"][f]
@@ -217,7 +217,7 @@ def test_process_writes_the_backends_depth_for_every_set(sequence, oracle_bag, t
             assert ns == codec.header_ns(d.header) == codec.stamp_ns(item["stamps"][c])
             assert d.header.frame_id == s.header.frame_id == info.header.frame_id == cam.frame_id
             assert d.encoding == "32FC1" and (d.height, d.width) == (H, W)
-            np.testing.assert_array_equal(codec.image_to_depth(d), want[c])  # byte for byte (NaN where NaN)
+            np.testing.assert_array_equal(codec.image_to_depth(d), want[c])  # byte for byte (+-Inf where out of range)
             np.testing.assert_array_equal(codec.image_to_depth(s), std[c])
             np.testing.assert_allclose(np.reshape(info.k, (3, 3)), item["K"][c])
             gt = item["depth"][c]  # and the oracle's depth is the truth (mm-quantised)
@@ -345,7 +345,7 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
             valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
             d = codec.image_to_depth(msg)
             np.testing.assert_allclose(d[valid], gt[valid], atol=1e-3)
-            assert np.isnan(d[~valid]).all()
+            assert np.isinf(d[~valid]).all()  # REP-117: -Inf nearer than min, +Inf beyond max
 
 
 def test_every_pass_of_a_looped_three_set_bag_is_published(oracle_bag, sequence):

@@ -139,7 +139,7 @@ def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_
             depth = ros_msgs.image_to_depth(msg)
             valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
             np.testing.assert_allclose(depth[valid], gt[valid], atol=2e-3)
-            assert np.isnan(depth[~valid]).all(), "outside [min_depth, max_depth] is NaN (REP-118)"
+            assert np.isinf(depth[~valid]).all(), "outside [min_depth, max_depth] is -Inf / +Inf (REP-117)"
             checked += 1
         info = rec.info[cam.name][0]
         np.testing.assert_allclose(np.reshape(info.k, (3, 3)), rig.K[ci], rtol=1e-6)

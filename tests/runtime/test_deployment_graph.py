@@ -102,7 +102,8 @@ def test_composed_depth_equals_resize_then_student(in_size, tmp_path):
     bare = ort.InferenceSession(str(DEFAULT_MODEL), providers=["CPUExecutionProvider"])
     depth, std = bare.run(["depth", "depth_std"], {"images": out["images"], "focal_px": K[:, 0, 0].astype(np.float32)})
     ok = (depth >= 0.5) & (depth <= 60.0)
-    assert ok.mean() > 0.5 and np.isnan(out["depth"][~ok]).all()
+    assert ok.mean() > 0.5 and np.isposinf(out["depth"][depth > 60.0]).all()  # REP-117: +Inf beyond max ...
+    assert np.isneginf(out["depth"][depth < 0.5]).all()                           # ... -Inf nearer than min
     np.testing.assert_allclose(out["depth"][ok], depth[ok], rtol=1e-3)
     np.testing.assert_allclose(out["depth_std"], std, rtol=1e-3, atol=1e-6)
 

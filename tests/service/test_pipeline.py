@@ -31,15 +31,19 @@ def test_images_at_another_resolution_are_resized_and_intrinsics_follow(pipeline
 
 
 def test_a_partial_set_publishes_nan_for_the_missing_camera_and_no_points_from_it(pipeline):
+    """REP-117 (issue 23): beyond max_depth is +Inf, nearer than min_depth -Inf, invalid (an absent camera) NaN."""
     depth = np.full((6, H, W), 12.0)
     depth[:, :5] = 200.0  # beyond max_depth
+    depth[:, -3:] = 0.1  # nearer than min_depth
     images = list(encode_depth(depth))
     images[2] = None
     result = pipeline.run(images, [None] * 6)
     assert not result.present[2] and result.present.sum() == 5
     assert np.isnan(result.depth[2]).all()
-    assert np.isnan(result.depth[0, :5]).all(), "beyond max_depth is NaN (REP-118 invalid)"
-    np.testing.assert_allclose(result.depth[0, 5:], 12.0, atol=1e-3)
+    assert np.isposinf(result.depth[0, :5]).all(), "beyond max_depth is +Inf (REP-117)"
+    assert np.isneginf(result.depth[0, -3:]).all(), "nearer than min_depth is -Inf (REP-117)"
+    np.testing.assert_allclose(result.depth[0, 5:-3], 12.0, atol=1e-3)
+    assert np.isfinite(result.cloud.xyz).all()  # none of them in the cloud
     assert 2 not in set(result.cloud.camera.tolist())
     assert set(result.timings_ms) == {"preprocess_ms", "infer_ms", "postprocess_ms"}
 
