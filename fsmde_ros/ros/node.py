@@ -16,7 +16,7 @@ import rclpy
 import rclpy.executors
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -38,8 +38,9 @@ ROS_OWN_PARAMETERS = {"use_sim_time", "start_type_description_service"}  # decla
 
 
 def _descriptor(spec) -> ParameterDescriptor:
-    desc = ParameterDescriptor(description=spec.description + (f" ({spec.constraint_text()})" if spec.choices else ""),
-                               read_only=spec.read_only)
+    live = " [read-only: fixed at start]" if spec.read_only else " [settable at run time: ros2 param set]"
+    desc = ParameterDescriptor(description=spec.description + (f" ({spec.constraint_text()})" if spec.choices else "")
+                               + live, read_only=spec.read_only)
     if isinstance(spec.default, float) and spec.min is not None:
         desc.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
     elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min is not None:
@@ -67,6 +68,7 @@ class SurroundDepthNode(Node):
         log.info(f"backend {self.backend.name} ({self.backend.precision}), model {self.service.model}, "
                  f"input {self.backend.width}x{self.backend.height} x {self.backend.views} views")
         self.build = MessageBuilder.rclpy()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._sets: queue.Queue = queue.Queue(maxsize=1)
         self._make_io()
         self._running = True
@@ -98,6 +100,26 @@ class SurroundDepthNode(Node):
                 return None
         return lookup
 
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """`ros2 param set` on a run-time parameter: validated by the table (a bad value refused with the reason, the
+        old value kept), applied from the next set. rclpy itself refuses the read-only ones."""
+        changes = {}
+        for param in params:
+            spec = PARAMS_BY_NAME.get(param.name)
+            if spec is None or spec.read_only:
+                continue
+            try:
+                changes[param.name] = spec.validate(param.value)
+            except FsmdeError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        if changes:
+            try:
+                self.service.apply_runtime_params(changes)
+            except FsmdeError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.get_logger().info("parameters set: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+        return SetParametersResult(successful=True)
+
     def _checked_overrides(self, log) -> dict:
         """The `-p name:=value` / params-file values, checked against the parameter table before rclpy sees
         them: a bad value is a ConfigError naming parameter, value and range (exit 2, not rclpy's
@@ -118,19 +140,17 @@ class SurroundDepthNode(Node):
         sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["queue_size"], reliability=reliability)
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_depth, self.pub_std, self.pub_info = {}, {}, {}
-        for i, cam in enumerate(self.rig.cameras):
-            if p["publish_depth"]:
-                self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", out_qos)
-                self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", out_qos)
-            if p["publish_std"]:
-                self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", out_qos)
+        for i, cam in enumerate(self.rig.cameras):  # every output exists; the publish_* switches (live) gate them
+            self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", out_qos)
+            self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", out_qos)
+            self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", out_qos)
             if p["compressed"]:
                 self.create_subscription(CompressedImage, cam.image_topic + "/compressed",
                                          lambda m, i=i: self._on_image(i, m), sensor_qos)
             else:
                 self.create_subscription(Image, cam.image_topic, lambda m, i=i: self._on_image(i, m), sensor_qos)
             self.create_subscription(CameraInfo, cam.info_topic, lambda m, i=i: self._on_info(i, m), sensor_qos)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos) if p["publish_cloud"] else None
+        self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _publish_rig_tf(self) -> None:
@@ -182,7 +202,7 @@ class SurroundDepthNode(Node):
             except queue.Empty:
                 continue
             try:  # the cloud is compacted only for a listener
-                self.service.pipeline.make_cloud = (self.pub_points is not None
+                self.service.pipeline.make_cloud = (self.service.p["publish_cloud"]
                                                     and self.pub_points.get_subscription_count() > 0)
                 output = self.service.run(synced)
                 if output is not None:
@@ -197,15 +217,16 @@ class SurroundDepthNode(Node):
         start = time.perf_counter()
         result, w, h = output.result, self.backend.width, self.backend.height
         headers = [m.header if m is not None else None for m in output.messages]
+        p = self.service.p  # read once: a `ros2 param set` lands between sets, never within one
         for i, header in enumerate(headers):
             if header is None:
                 continue
-            if i in self.pub_depth:
+            if p["publish_depth"]:
                 self._send(self.pub_depth[i], "depth", lambda: self.build.depth_image(result.depth[i], header))
                 self._send(self.pub_info[i], "camera_info", lambda: self._camera_info(i, result.K[i], w, h, header))
-            if i in self.pub_std:
+            if p["publish_std"]:
                 self._send(self.pub_std[i], "depth_std", lambda: self.build.depth_image(result.depth_std[i], header))
-        if self.pub_points is not None and result.cloud is not None:
+        if p["publish_cloud"] and result.cloud is not None:
             latest = max(codec.header_ns(hdr) for hdr in headers if hdr is not None)
             self._send(self.pub_points, "points",
                        lambda: self.build.surround_cloud(result.cloud, self.build.header(latest, self.rig.base_frame)))

@@ -32,7 +32,8 @@ class ParamSpec:
     choices: Sequence[str] | None = None
     min: float | None = None
     max: float | None = None
-    read_only: bool = True  # most parameters shape the pipeline and are fixed at start
+    read_only: bool = True  # structural ones (rig, model, backend, queues) are fixed at start; the output ones are not
+
 
     @property
     def type_name(self) -> str:
@@ -87,21 +88,21 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("allow_partial", False, "after camera_timeout, run with the cameras that still publish "
               "(the silent camera's outputs are not published) instead of waiting"),
     ParamSpec("min_depth", 0.5, "[m] depth below this is published as -Inf (REP-117) and left out of the cloud",
-              min=0.0, max=1000.0),
+              min=0.0, max=1000.0, read_only=False),
     ParamSpec("max_depth", 80.0, "[m] depth beyond this is published as +Inf (REP-117) and left out of the cloud",
-              min=0.1, max=1000.0),
-    ParamSpec("cloud_stride", 4, "[px] keep every n-th pixel in both axes in ~/points", min=1, max=64),
+              min=0.1, max=1000.0, read_only=False),
+    ParamSpec("cloud_stride", 4, "[px] keep every n-th pixel in both axes in ~/points", min=1, max=64, read_only=False),
     ParamSpec("cloud_overlap", "nearest_axis", "where two cameras see the same point, nearest_axis keeps it only "
               "from the camera that sees it closer to its optical axis (no doubled surfaces at the seams); all keeps both",
-              choices=OVERLAP_CHOICES),
+              choices=OVERLAP_CHOICES, read_only=False),
     ParamSpec("deployment_graph", "auto", "run resize, student, depth masking and the cloud as one graph composed for "
               "the cameras' own size (cached in engine_cache_dir): auto = on a GPU backend, always, never = resize and "
               "fuse on the host (faster than the graph on a 2-core CPU at 1936x1216)", choices=("auto", "always", "never")),
     ParamSpec("max_depth_std_ratio", 0.0, "drop cloud points whose depth_std / depth exceeds this "
-              "(0 = keep all)", min=0.0, max=10.0),
-    ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link"),
-    ParamSpec("publish_depth", True, "publish ~/<camera>/depth (32FC1, metres) and ~/<camera>/camera_info"),
-    ParamSpec("publish_std", True, "publish ~/<camera>/depth_std (32FC1, metres): the model's own uncertainty"),
+              "(0 = keep all)", min=0.0, max=10.0, read_only=False),
+    ParamSpec("publish_cloud", True, "publish the fused ~/points cloud in base_link", read_only=False),
+    ParamSpec("publish_depth", True, "publish ~/<camera>/depth (32FC1, metres) and ~/<camera>/camera_info", read_only=False),
+    ParamSpec("publish_std", True, "publish ~/<camera>/depth_std (32FC1, metres): the model's own uncertainty", read_only=False),
     ParamSpec("publish_rig_tf", False, "publish the rig's camera mounts on /tf_static (where tf2_msgs is available): "
               "on only where nothing else does (a bag without /tf_static, a bench rig); a vehicle's own TF tree "
               "(robot_state_publisher) already has them, and two publishers of one transform fight"),
@@ -139,9 +140,10 @@ def validate_params(values: dict[str, Any]) -> dict[str, Any]:
 
 def markdown_table() -> str:
     """The README's parameter table, generated so that it cannot drift from the code."""
-    rows = ["| parameter | type | default | range / choices | description |", "|---|---|---|---|---|"]
+    rows = ["| parameter | type | default | range / choices | run time | description |", "|---|---|---|---|---|---|"]
     for p in NODE_PARAMS:
         default = f'"{p.default}"' if isinstance(p.default, str) else str(p.default).lower() \
             if isinstance(p.default, bool) else f"{p.default}"
-        rows.append(f"| `{p.name}` | {p.type_name} | `{default}` | {p.constraint_text()} | {p.description} |")
+        live = "read-only" if p.read_only else "`ros2 param set`"
+        rows.append(f"| `{p.name}` | {p.type_name} | `{default}` | {p.constraint_text()} | {live} | {p.description} |")
     return "\n".join(rows)

@@ -83,6 +83,18 @@ class SurroundDepthPipeline:
         self._said_distorted = False
         self.set_poses(rig.T_base_cam)
 
+    def set_outputs(self, min_depth: float, max_depth: float, max_depth_std_ratio: float, cloud_stride: int,
+                    cloud_overlap: str) -> None:
+        """The run-time output parameters, from the next set on. Depth bounds and the std ratio are inputs of the graph
+        (no change to it); a new stride or overlap mode fuses on the host at once and composes the graph for it when
+        next needed (cached per stride and mode)."""
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.max_depth_std_ratio = float(max_depth_std_ratio)
+        if (int(cloud_stride), cloud_overlap) != (self.cloud_stride, self.cloud_overlap):
+            self.cloud_stride, self.cloud_overlap = int(cloud_stride), cloud_overlap
+            self._deployments = {}
+            self.set_poses(self.T_base_cam)
+
     def set_poses(self, T_base_cam: np.ndarray) -> None:
         """Use these camera mounts [V,4,4] (camera optical frame -> base) from the next set on: a run-time input of
         the host path and the graph alike, never a rebuild (the node passes what TF says)."""

@@ -186,6 +186,16 @@ class SurroundDepthService:
                 return []
         return self.sync.add_ns(i, stamp_ns, msg, now)
 
+    def apply_runtime_params(self, changes: dict[str, Any]) -> None:
+        """Take new values of the run-time parameters (validated each by the table) from the next set on; ConfigError
+        (nothing changed) when they do not fit together, e.g. min_depth >= max_depth."""
+        p = {**self.p, **changes}
+        if not p["min_depth"] < p["max_depth"]:
+            raise ConfigError(f"min_depth ({p['min_depth']}) must stay below max_depth ({p['max_depth']})")
+        self.pipeline.set_outputs(p["min_depth"], p["max_depth"], p["max_depth_std_ratio"], p["cloud_stride"],
+                                  p["cloud_overlap"])
+        self.p = p
+
     def refresh_mounts(self) -> None:
         """Take the camera mounts from TF again (the node calls it once a second); a change reaches the next set."""
         if self.mounts.refresh():

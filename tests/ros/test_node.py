@@ -79,8 +79,10 @@ class Recorder:
         rclpy.shutdown(context=self.context)
 
 
-def run_scenario(oracle, node_params, publisher_args, wait_s=4.0, kinds=("depth", "depth_std", "camera_info", "points")):
-    """Start the node and the publisher in their own processes; record until the publisher ends."""
+def run_scenario(oracle, node_params, publisher_args, wait_s=4.0, kinds=("depth", "depth_std", "camera_info", "points"),
+                 before_publishing=None):
+    """Start the node and the publisher in their own processes; record until the publisher ends.
+    before_publishing(recorder): called once the recorder is up, before the publisher starts."""
     domain = next_domain()
     env = ros_env(domain)
     params = {"rig": RIG, "model": str(oracle), "backend": "onnxruntime", "publish_rig_tf": "false",
@@ -94,6 +96,8 @@ def run_scenario(oracle, node_params, publisher_args, wait_s=4.0, kinds=("depth"
 
     rec = Recorder(load_rig(RIG).names, domain, kinds)
     try:
+        if before_publishing is not None:
+            before_publishing(rec)
         pub = subprocess.Popen([sys.executable, PUBLISHER, "--rig", RIG, "--height", str(H), "--width", str(W),
                                 "--wait-for", "1", *publisher_args], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -302,3 +306,61 @@ def test_backend_torch_starts_from_a_checkpoint(tmp_path):
                         extra={"height": H, "width": W})
     log = _start_and_read_log(ckpt, {"backend": "torch"}, until="backend torch")
     assert f"backend torch:cpu (fp32), model {ckpt}, input {W}x{H} x 6 views" in log, log
+
+
+def _set_parameter(rec, name, value, timeout_s=30.0):
+    """`ros2 param set /surround_depth NAME VALUE` through the node's set_parameters service: (successful, reason)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = getattr(rec, "param_client", None) or rec.node.create_client(SetParameters, "/surround_depth/set_parameters")
+    rec.param_client = client
+    end = time.monotonic() + timeout_s
+    while not client.service_is_ready() and time.monotonic() < end:
+        rec.spin_for(0.2)
+    assert client.service_is_ready(), "the node's parameter service never came up"
+    pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)) if isinstance(value, float) \
+        else ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(value))
+    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+    while not future.done() and time.monotonic() < end:
+        rec.spin_for(0.1)
+    result = future.result().results[0]
+    return result.successful, result.reason
+
+
+def test_max_depth_set_at_run_time_shows_in_the_next_depth_and_cloud_and_a_bad_value_is_refused(oracle, world):
+    """Issue 23: every parameter was read-only; depth bounds, stride, std ratio and publish switches are live now."""
+    said = {}
+
+    def tune(rec):
+        said["negative"] = _set_parameter(rec, "max_depth", -5.0)
+        said["above"] = _set_parameter(rec, "min_depth", 500.0)
+        said["model"] = _set_parameter(rec, "model", "other.onnx")
+        said["ok"] = _set_parameter(rec, "max_depth", 20.0)
+
+    rec, log, alive = run_scenario(oracle, {}, ["--oracle", "--frames", "10"], kinds=("depth", "points"),
+                                   before_publishing=tune)
+    assert alive, log
+    assert not said["negative"][0] and "max_depth" in said["negative"][1] and "1000" in said["negative"][1], said
+    assert not said["above"][0] and "must stay below max_depth" in said["above"][1], said
+    assert not said["model"][0], "structural parameters stay read-only"
+    assert said["ok"] == (True, ""), said
+    checked, beyond = 0, 0
+    for ci, cam in enumerate(world.rig.cameras):
+        for msg in rec.depth[cam.name][:3]:
+            depth = ros_msgs.image_to_depth(msg)
+            finite = np.isfinite(depth)
+            assert finite.any() and depth[finite].max() <= 20.0
+            beyond += int(np.isposinf(depth).sum())
+            checked += 1
+    assert checked >= 12 and beyond > 0, log  # what lies beyond the new max_depth is +Inf
+    assert rec.points, log
+    from fsmde_ros.geometry.projection import invert_transform, transform_points
+
+    for msg in rec.points[:3]:
+        pts = ros_msgs.cloud_array(msg)
+        assert len(pts)
+        xyz = np.stack([pts["x"], pts["y"], pts["z"]], 1).astype(np.float64)
+        for c, T in enumerate(world.rig.T_base_cam):  # each point's z-depth in its own camera: within max_depth
+            mine = pts["camera"] == c
+            assert transform_points(invert_transform(T), xyz[mine])[:, 2].max(initial=0) <= 20.0 + 1e-3
