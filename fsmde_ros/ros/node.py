@@ -7,6 +7,7 @@ bad input is logged once per camera and kind, counted, and dropped, never raised
 """
 from __future__ import annotations
 
+import copy
 import queue
 import sys
 import threading
@@ -20,6 +21,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from fsmde_ros.errors import FsmdeError
@@ -139,18 +141,25 @@ class SurroundDepthNode(Node):
         reliability = ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable" else ReliabilityPolicy.BEST_EFFORT
         sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["queue_size"], reliability=reliability)
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        # `-p qos_overrides./topic.subscription.reliability:=reliable` (history, depth, reliability, durability) per
+        # topic, as ROS 2 users set them; rclpy declares those parameters (read-only) and applies them to the profile
+        # it is given, in place: each entity gets its own copy, or one topic's override would reach them all
+        kinds = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY)
+        overridable = {"qos_overriding_options": QoSOverridingOptions(policy_kinds=kinds)}
         self.pub_depth, self.pub_std, self.pub_info = {}, {}, {}
         for i, cam in enumerate(self.rig.cameras):  # every output exists; the publish_* switches (live) gate them
-            self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", out_qos)
-            self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", out_qos)
-            self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", out_qos)
+            self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", copy.copy(out_qos), **overridable)
+            self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", copy.copy(out_qos), **overridable)
+            self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", copy.copy(out_qos), **overridable)
             if p["compressed"]:
                 self.create_subscription(CompressedImage, cam.image_topic + "/compressed",
-                                         lambda m, i=i: self._on_image(i, m), sensor_qos)
+                                         lambda m, i=i: self._on_image(i, m), copy.copy(sensor_qos), **overridable)
             else:
-                self.create_subscription(Image, cam.image_topic, lambda m, i=i: self._on_image(i, m), sensor_qos)
-            self.create_subscription(CameraInfo, cam.info_topic, lambda m, i=i: self._on_info(i, m), sensor_qos)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", out_qos)
+                self.create_subscription(Image, cam.image_topic, lambda m, i=i: self._on_image(i, m), copy.copy(sensor_qos),
+                                         **overridable)
+            self.create_subscription(CameraInfo, cam.info_topic, lambda m, i=i: self._on_info(i, m), copy.copy(sensor_qos),
+                                     **overridable)
+        self.pub_points = self.create_publisher(PointCloud2, "~/points", copy.copy(out_qos), **overridable)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _publish_rig_tf(self) -> None:

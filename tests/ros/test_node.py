@@ -364,3 +364,39 @@ def test_max_depth_set_at_run_time_shows_in_the_next_depth_and_cloud_and_a_bad_v
         for c, T in enumerate(world.rig.T_base_cam):  # each point's z-depth in its own camera: within max_depth
             mine = pts["camera"] == c
             assert transform_points(invert_transform(T), xyz[mine])[:, 2].max(initial=0) <= 20.0 + 1e-3
+
+
+def test_a_qos_override_changes_the_reliability_of_the_subscription_it_names(oracle):
+    """Issue 23: qos_overrides.* were accepted and ignored."""
+    from rclpy.qos import ReliabilityPolicy as R
+
+    domain = next_domain()
+    env = ros_env(domain)
+    from fsmde_ros.geometry.rig import load_rig
+
+    rig = load_rig(RIG)
+    front, back = rig.cameras[0].image_topic, rig.cameras[3].image_topic
+    cmd = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={RIG}", "-p", f"model:={oracle}",
+           "-p", "backend:=onnxruntime", "-p", f"qos_overrides.{front}.subscription.reliability:=reliable",
+           "-p", "qos_overrides./surround_depth/points.publisher.durability:=transient_local"]
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"surround_depth_qos_{domain}.log", "w+")
+    node = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    rec = Recorder(rig.names, domain, kinds=())
+    try:
+        def info(topic, subs=True):
+            get = rec.node.get_subscriptions_info_by_topic if subs else rec.node.get_publishers_info_by_topic
+            return [i for i in get(topic) if i.node_name == "surround_depth"]
+
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (info(front) and info(back) and info("/surround_depth/points", False)):
+            rec.spin_for(0.2)
+            assert node.poll() is None, _read(log)
+        assert info(front)[0].qos_profile.reliability == R.RELIABLE, "the named subscription follows the override"
+        assert info(back)[0].qos_profile.reliability == R.BEST_EFFORT, "the others keep the sensor-data default"
+        from rclpy.qos import DurabilityPolicy as D
+
+        assert info("/surround_depth/points", False)[0].qos_profile.durability == D.TRANSIENT_LOCAL  # an output too
+        assert "unknown parameter" not in _read(log)
+    finally:
+        stop_process(node)
+        rec.close()
