@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # `nuscenes` the devkit (its reader tests run in CI), `test`.
 # On a vehicle with a GPU: make setup EXTRAS=gpu,train,ros,test
 # With a ROS 2 installation sourced ($ROS_DISTRO set), the venv sees the system's rclpy, message
-# packages and cv_bridge (--system-site-packages) and the ROS wheels are not installed.
+# packages (--system-site-packages) and the ROS wheels are not installed.
 ifdef ROS_DISTRO
 EXTRAS ?= cpu,train,nuscenes,test
 VENV_FLAGS ?= --system-site-packages

@@ -1,8 +1,9 @@
 """ament_python package fsmde_ros: real-time full-surround monocular depth for ROS 2.
 
 Python dependencies live here, and only here (constraints.txt pins the verified versions).
-colcon installs none of them: on a ROS 2 machine rclpy, sensor_msgs and cv_bridge come from
-the system packages; elsewhere `make setup` installs the PyPI wheels (extra `ros`).
+colcon installs none of them: on a ROS 2 machine rclpy and the message packages come from the
+system packages; elsewhere `make setup` installs the PyPI wheels (extra `ros`). cv_bridge is not used:
+the codec converts images itself.
 """
 from glob import glob
 
@@ -33,7 +34,6 @@ EXTRAS = {
         "ros-std-msgs",
         "ros-diagnostic-msgs",
         "ros-rmw-fastrtps-cpp",
-        "cv-bridge",
         "rosbags>=0.10",
     ],
     "nuscenes": ["nuscenes-devkit>=1.1"],
