@@ -1,6 +1,8 @@
 """Launch the surround_depth node (and optionally RViz).
 
     ros2 launch fsmde_ros surround_depth.launch.py rig:=nuscenes model:=/path/to/student.onnx use_rviz:=true
+    ros2 launch fsmde_ros surround_depth.launch.py namespace:=trailer node_name:=rear_depth \
+        remappings:="/cam_front/image_raw:=/trailer/front/image_rect,points:=/trailer/points"
 
 params_file holds the node's parameters; `rig`, `model` and `backend` override it only when given.
 RViz opens the rig's layout (config/rviz/<rig>.rviz, or one generated for a rig YAML). Every
@@ -16,7 +18,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from fsmde_ros.app.launch_support import node_parameters, rviz_config_for
+from fsmde_ros.app.launch_support import node_parameters, output_namespace, remappings, rviz_config_for
 
 OVERRIDES = ("rig", "model", "backend")  # launch arguments that override params_file when given
 
@@ -27,12 +29,15 @@ def _truthy(text: str) -> bool:
 
 def launch_setup(context, config: str):
     value = {name: context.launch_configurations.get(name, "") for name in
-             (*OVERRIDES, "params_file", "use_rviz", "use_sim_time")}
+             (*OVERRIDES, "params_file", "use_rviz", "use_sim_time", "namespace", "node_name", "remappings")}
     sim_time = _truthy(value["use_sim_time"])
-    actions = [Node(package="fsmde_ros", executable="surround_depth_node", name="surround_depth", output="screen",
+    name = value["node_name"] or "surround_depth"
+    actions = [Node(package="fsmde_ros", executable="surround_depth_node", name=name, namespace=value["namespace"],
+                    output="screen", remappings=remappings(value["remappings"]),
                     parameters=node_parameters(value["params_file"], {k: value[k] for k in OVERRIDES}, sim_time))]
     if _truthy(value["use_rviz"]):
-        layout = rviz_config_for(value["rig"] or "ddad", config, tempfile.gettempdir())
+        layout = rviz_config_for(value["rig"] or "ddad", config, tempfile.gettempdir(),
+                                 output_namespace(value["namespace"], name))
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(layout)],
                             parameters=[{"use_sim_time": sim_time}]))
     return actions
@@ -50,6 +55,14 @@ def generate_launch_description() -> LaunchDescription:
                               description="auto, tensorrt, onnxruntime or torch (empty: params_file's, auto)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(config, "surround_depth.yaml"),
                               description="node parameters (YAML with surround_depth: ros__parameters:)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the node (two rigs on one vehicle: one namespace each); its "
+                                          "outputs are /<namespace>/<node_name>/..."),
+        DeclareLaunchArgument("node_name", default_value="surround_depth",
+                              description="name of the node (its ~/ outputs and its parameters live under it)"),
+        DeclareLaunchArgument("remappings", default_value="",
+                              description="comma-separated FROM:=TO topic remaps of the node's inputs and outputs, e.g. "
+                                          "/cam_front/image_raw:=/front/image_rect,points:=/perception/surround_points"),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="also start RViz with the rig's layout (config/rviz/<rig>.rviz)"),
         DeclareLaunchArgument("use_sim_time", default_value="false",

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from fsmde_ros.geometry.rig import CameraRig, load_rig
+from fsmde_ros.service.params import NODE_NAME, PARAMS_BY_NAME
 from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
-from fsmde_ros.service.params import PARAMS_BY_NAME
 
 DEPTH_PANEL_MAX_M = PARAMS_BY_NAME["max_depth"].default  # depth images are shown 0 (black) .. this (white)
 HEADER = ("# RViz 2 layout for fsmde_ros, rig '{rig}': the fused cloud in base_link, the rig's TF and each\n"
@@ -26,20 +26,26 @@ def _topic(name: str) -> dict[str, Any]:
             "Durability Policy": "Volatile"}
 
 
-def rviz_layout(rig: CameraRig, max_depth_m: float = DEPTH_PANEL_MAX_M) -> dict[str, Any]:
-    """The layout of `rig` as the YAML structure RViz 2 reads."""
+def output_namespace(namespace: str = "", node_name: str = NODE_NAME) -> str:
+    """Where the node's ~/ topics are: /<namespace>/<node_name> (REP-144 names; the defaults give /surround_depth)."""
+    parts = [p for p in (namespace.strip("/"), (node_name or NODE_NAME).strip("/")) if p]
+    return "/" + "/".join(parts)
+
+
+def rviz_layout(rig: CameraRig, max_depth_m: float = DEPTH_PANEL_MAX_M, outputs: str = OUTPUT_NS) -> dict[str, Any]:
+    """The layout of `rig` as the YAML structure RViz 2 reads, for a node whose ~/ topics are under `outputs`."""
     displays: list[dict[str, Any]] = [
         {"Class": "rviz_default_plugins/Grid", "Name": "Grid", "Enabled": True, "Cell Size": 5,
          "Plane Cell Count": 40, "Reference Frame": "<Fixed Frame>", "Value": True},
         {"Class": "rviz_default_plugins/TF", "Name": "TF (rig)", "Enabled": True, "Show Names": False,
          "Marker Scale": 1, "Value": True},
         {"Class": "rviz_default_plugins/PointCloud2", "Name": "Fused surround cloud", "Enabled": True,
-         "Topic": _topic(f"{OUTPUT_NS}/points"), "Color Transformer": "RGB8", "Style": "Points",
+         "Topic": _topic(f"{outputs}/points"), "Color Transformer": "RGB8", "Style": "Points",
          "Size (Pixels)": 2, "Decay Time": 0, "Position Transformer": "XYZ", "Value": True},
     ]
     for cam in rig.cameras:
         displays.append({"Class": "rviz_default_plugins/Image", "Name": f"{cam.name} depth [m]", "Enabled": True,
-                         "Topic": _topic(f"{OUTPUT_NS}/{cam.name}/depth"), "Normalize Range": False,
+                         "Topic": _topic(f"{outputs}/{cam.name}/depth"), "Normalize Range": False,
                          "Min Value": 0, "Max Value": float(max_depth_m), "Median window": 5, "Value": True})
     return {
         "Panels": [{"Class": "rviz_common/Displays", "Name": "Displays"}],
@@ -56,25 +62,52 @@ def rviz_layout(rig: CameraRig, max_depth_m: float = DEPTH_PANEL_MAX_M) -> dict[
     }
 
 
-def rviz_text(rig: CameraRig) -> str:
-    return HEADER.format(rig=rig.name) + yaml.safe_dump(rviz_layout(rig), sort_keys=False)
+def rviz_text(rig: CameraRig, outputs: str = OUTPUT_NS) -> str:
+    return HEADER.format(rig=rig.name) + yaml.safe_dump(rviz_layout(rig, outputs=outputs), sort_keys=False)
 
 
-def rviz_config_for(rig: str | Path, config_dir: Path, out_dir: Path) -> Path:
-    """The layout file for `rig` (a preset name or a rig YAML): the preset's committed config/rviz/<rig>.rviz,
-    or one generated into out_dir for a rig of your own."""
+def rviz_config_for(rig: str | Path, config_dir: Path, out_dir: Path, outputs: str = OUTPUT_NS) -> Path:
+    """The layout file for `rig` (a preset name or a rig YAML) and a node whose topics are under `outputs`: the
+    preset's committed config/rviz/<rig>.rviz for the default node, else one generated into out_dir."""
     preset = Path(config_dir) / "rviz" / f"{rig}.rviz"
-    if preset.is_file():
+    if preset.is_file() and outputs == OUTPUT_NS:
         return preset
     loaded = load_rig(rig)
-    out = Path(out_dir) / f"fsmde_ros_{loaded.name}.rviz"
+    out = Path(out_dir) / f"fsmde_ros_{loaded.name}{outputs.replace('/', '_')}.rviz"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(rviz_text(loaded))
+    out.write_text(rviz_text(loaded, outputs))
     return out
 
 
 def node_parameters(params_file: str, overrides: dict[str, str], use_sim_time: bool) -> list:
-    """The node's `parameters=` for the launch file: params_file first, then only the launch arguments the
-    user gave (an empty one leaves params_file's value), so a params_file is never overridden by defaults."""
+    """The node's `parameters=` for the launch file: params_file's values first, then only the launch arguments the
+    user gave (an empty one leaves params_file's value), so a params_file is never overridden by defaults. The
+    file's values are read here (its `surround_depth:`, or `/**:`, section), so they reach the node whatever
+    node_name and namespace it is launched with."""
     given = {k: v for k, v in overrides.items() if v != ""}
-    return [params_file, {**given, "use_sim_time": bool(use_sim_time)}]
+    return [params_file_values(params_file), {**given, "use_sim_time": bool(use_sim_time)}]
+
+
+def params_file_values(path: str | Path) -> dict[str, Any]:
+    """The ros__parameters of a node parameter YAML: its `surround_depth` (or `/**`) section, or its only one."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    sections = {str(k).strip("/"): v for k, v in data.items() if isinstance(v, dict) and "ros__parameters" in v}
+    for key in (NODE_NAME, "**"):
+        if key in sections:
+            return dict(sections[key]["ros__parameters"])
+    if len(sections) == 1:
+        return dict(next(iter(sections.values()))["ros__parameters"])
+    raise ValueError(f"{path}: no '{NODE_NAME}:' (or '/**:') section with ros__parameters among {sorted(sections)}")
+
+
+def remappings(text: str) -> list[tuple[str, str]]:
+    """'from:=to,from2:=to2' (the launch argument) -> [(from, to), ...]; empty: none."""
+    pairs = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        src, sep, dst = item.partition(":=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"remappings: {item!r} is not FROM:=TO (e.g. /cam_front/image_raw:=/front/image_rect)")
+        pairs.append((src.strip(), dst.strip()))
+    return pairs

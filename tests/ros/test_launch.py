@@ -9,7 +9,8 @@ from fsmde_ros.geometry.rig import load_rig
 from tests.helpers.ros_env import REPO
 
 LAUNCH = REPO / "launch" / "surround_depth.launch.py"
-ARGUMENTS = {"rig", "model", "backend", "params_file", "use_rviz", "use_sim_time", "fastdds_profile"}
+ARGUMENTS = {"rig", "model", "backend", "params_file", "use_rviz", "use_sim_time", "fastdds_profile", "namespace",
+             "node_name", "remappings"}
 
 
 def _declared_arguments(tree):
@@ -56,10 +57,12 @@ def test_only_the_launch_arguments_given_override_params_file():
     with its own defaults."""
     from fsmde_ros.app.launch_support import node_parameters
 
-    assert node_parameters("p.yaml", {"rig": "", "model": "", "backend": ""}, False) == \
-        ["p.yaml", {"use_sim_time": False}]
-    assert node_parameters("p.yaml", {"rig": "nuscenes", "model": "", "backend": "onnxruntime"}, True) == \
-        ["p.yaml", {"rig": "nuscenes", "backend": "onnxruntime", "use_sim_time": True}]
+    params = str(REPO / "config" / "surround_depth.yaml")
+    from_file = yaml.safe_load(open(params))["surround_depth"]["ros__parameters"]
+    assert node_parameters(params, {"rig": "", "model": "", "backend": ""}, False) == \
+        [from_file, {"use_sim_time": False}]
+    assert node_parameters(params, {"rig": "nuscenes", "model": "", "backend": "onnxruntime"}, True) == \
+        [from_file, {"rig": "nuscenes", "backend": "onnxruntime", "use_sim_time": True}]
     text = LAUNCH.read_text()
     assert "node_parameters(" in text and "rviz_config_for(" in text
     assert "RMW_IMPLEMENTATION" not in text.split('"""', 2)[2], "the user's RMW is respected, not forced"
@@ -76,3 +79,20 @@ def test_launch_description_loads():
 
     names = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
     assert names == ARGUMENTS
+
+
+def test_a_namespaced_renamed_node_gets_its_parameters_and_an_rviz_layout_on_its_topics(tmp_path):
+    """Issue 23: the launch file had no namespace, node name or remaps, and the layout named /surround_depth."""
+    from fsmde_ros.app.launch_support import output_namespace, params_file_values, remappings, rviz_config_for
+
+    assert output_namespace() == "/surround_depth" and output_namespace("/trailer/", "rear") == "/trailer/rear"
+    layout = rviz_config_for("nuscenes", REPO / "config", tmp_path, output_namespace("trailer", "rear"))
+    text = layout.read_text()
+    assert layout.parent == tmp_path and "/trailer/rear/points" in text and "/trailer/rear/CAM_BACK/depth" in text
+    assert "/surround_depth/" not in text
+    wildcard = tmp_path / "p.yaml"
+    wildcard.write_text("/**:\n  ros__parameters:\n    max_depth: 40.0\n")  # the ROS 2 convention for any node
+    assert params_file_values(wildcard) == {"max_depth": 40.0}
+    assert remappings(" /a:=/b, points:=/x ") == [("/a", "/b"), ("points", "/x")] and remappings("") == []
+    with pytest.raises(ValueError, match="FROM:=TO"):
+        remappings("/a=/b")

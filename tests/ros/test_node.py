@@ -400,3 +400,43 @@ def test_a_qos_override_changes_the_reliability_of_the_subscription_it_names(ora
     finally:
         stop_process(node)
         rec.close()
+
+
+def test_two_nodes_in_two_namespaces_on_one_domain_do_not_cross(oracle, tmp_path):
+    """Issue 23: a second rig (or a trailer's) runs beside the first: its outputs and parameters are its own."""
+    domain = next_domain()
+    env = ros_env(domain)
+    base = [sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={RIG}", "-p", f"model:={oracle}",
+            "-p", "backend:=onnxruntime"]
+    logs = {ns: open(tmp_path / f"{ns}.log", "w+") for ns in ("front_rig", "trailer")}
+    nodes = {ns: subprocess.Popen(base + ["-r", f"__ns:=/{ns}"] + (["-p", "max_depth:=20.0"] if ns == "trailer" else []),
+                                  env=env, stdout=logs[ns], stderr=subprocess.STDOUT, cwd=REPO) for ns in logs}
+    from fsmde_ros.geometry.rig import load_rig
+
+    names = load_rig(RIG).names
+    rec = Recorder(names, domain, kinds=())
+    got = {ns: [] for ns in logs}
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    for ns in logs:
+        rec.node.create_subscription(Image, f"/{ns}/surround_depth/{names[0]}/depth", got[ns].append, qos)
+    try:
+        pub = subprocess.Popen([sys.executable, PUBLISHER, "--rig", RIG, "--height", str(H), "--width", str(W),
+                                "--wait-for", "2", "--oracle", "--frames", "8"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        while pub.poll() is None:
+            rec.spin_for(0.2)
+            for ns, node in nodes.items():
+                assert node.poll() is None, _read(logs[ns])
+        rec.spin_for(3.0)
+        assert len(got["front_rig"]) >= 4 and len(got["trailer"]) >= 4, {ns: len(v) for ns, v in got.items()}
+        front = [ros_msgs.image_to_depth(m) for m in got["front_rig"]]
+        trailer = [ros_msgs.image_to_depth(m) for m in got["trailer"]]
+        assert max(np.nanmax(d[np.isfinite(d)]) for d in trailer) <= 20.0  # its own max_depth ...
+        assert max(np.nanmax(d[np.isfinite(d)]) for d in front) > 20.0     # ... not the other's
+        topics = {t for t, _ in rec.node.get_topic_names_and_types()}
+        assert "/surround_depth/points" not in topics and {"/front_rig/surround_depth/points",
+                                                            "/trailer/surround_depth/points"} <= topics
+    finally:
+        for node in nodes.values():
+            stop_process(node)
+        rec.close()
