@@ -87,6 +87,22 @@ def engine_times(model: Path, cache: Path) -> None:
         say(f"engine {precision}", "ok", f"build {build:.1f} s, cached start {time.perf_counter() - t:.2f} s")
 
 
+def engine_commands(model: Path, cache: Path) -> None:
+    """`fsmde engine build` for both GPU paths and the DDAD size, then a second run finds them cached (issue 23)."""
+    for backend in ("tensorrt", "onnxruntime"):
+        cmd = [sys.executable, "-m", "fsmde_ros", "engine", "build", "--model", str(model), "--input-size", "1936x1216",
+               "--backend", backend, "--engine-cache-dir", str(cache)]
+        t = time.perf_counter()
+        rc, out = run(cmd, 240)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        rc2, _ = run(cmd, 120)
+        say(f"fsmde engine build ({backend})", "ok" if rc == rc2 == 0 else f"FAILED (exit {rc}, {rc2})",
+            f"first {first:.1f} s, again {time.perf_counter() - t:.1f} s" if rc == 0 else out[-200:])
+    rc, out = run([sys.executable, "-m", "fsmde_ros", "engine", "list", "--engine-cache-dir", str(cache)], 60)
+    say("fsmde engine list", "ok" if rc == 0 else f"FAILED (exit {rc})", out.strip().splitlines()[-1] if out.strip() else "")
+
+
 def parity(model: Path, cache: Path, gpu: bool) -> None:
     """Depth of each GPU path against ONNX Runtime on the CPU on one synthetic DDAD set at native size."""
     from fsmde_ros.data.synthetic import SyntheticSurround
@@ -185,8 +201,10 @@ def main() -> int:
             cache = Path(tmp)
             if gpu:
                 step("engine build and cached start", engine_times, DEFAULT_MODEL, cache)
+                step("fsmde engine build", engine_commands, DEFAULT_MODEL, cache)
             else:
                 say("engine build and cached start", "skipped", "(no GPU)")
+                say("fsmde engine build", "skipped", "(no GPU)")
             step("parity", parity, DEFAULT_MODEL, cache, gpu)
             step("node end to end", node_end_to_end, gpu, args.dry_run, deadline, cache)
     finally:

@@ -238,6 +238,29 @@ def _demo(sub) -> None:
     demo.set_defaults(func=_handler("cmd_demo"))
 
 
+def _engine(sub) -> None:
+    engine = sub.add_parser("engine", help="TensorRT engines: build them before the car drives, list, clear",
+                            formatter_class=HelpFormatter)
+    actions = engine.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help="build the engines the node will load for an ONNX student (and its "
+                               "deployment graph at the cameras' size) into the cache, and say where",
+                               formatter_class=HelpFormatter)
+    build.add_argument("--model", type=Path, required=True, help="the exported student (.onnx), any that keeps the contract")
+    build.add_argument("--input-size", metavar="WxH", help="the cameras' image size: also build the deployment graph "
+                       "composed for it (what the node runs on a GPU)")
+    build.add_argument("--backend", default="tensorrt", choices=("tensorrt", "onnxruntime"),
+                       help="native TensorRT engines, or ONNX Runtime's TensorRT provider caches")
+    add_node_param(build, "precision")
+    add_node_param(build, "engine_cache_dir")
+    add_node_param(build, "cloud_stride")
+    add_node_param(build, "cloud_overlap")
+    build.set_defaults(func=_handler("cmd_engine_build"))
+    for name, text in (("list", "list the cached engines with their keys"), ("clear", "delete the cached engines")):
+        action = actions.add_parser(name, help=text, formatter_class=HelpFormatter)
+        add_node_param(action, "engine_cache_dir")
+        action.set_defaults(func=_handler(f"cmd_engine_{name}"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsmde",
@@ -247,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fsmde_ros {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_rig, _synth, _export, _distill, _eval, _teach, _bag, _play, _process, _demo):
+    for add in (_rig, _synth, _export, _distill, _eval, _teach, _bag, _play, _process, _engine, _demo):
         add(sub)
     return parser
 

@@ -56,6 +56,80 @@ def cmd_rig_check(args: argparse.Namespace) -> int:
     return 0 if fits else 2
 
 
+def cmd_engine_build(args: argparse.Namespace) -> int:
+    from fsmde_ros.model.contract import read_model_info
+
+    read_model_info(args.model)  # the contract first: a wrong file is said before any GPU question
+    cache = Path(args.engine_cache_dir).expanduser()
+    size = None
+    if args.input_size:
+        try:
+            size = tuple(int(v) for v in args.input_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--input-size must be WxH, e.g. 1936x1216, got {args.input_size!r}") from None
+    if args.backend == "tensorrt":
+        from fsmde_ros.runtime.engine_build import engine_key, ensure_engine
+
+        engine_key(args.model, args.precision)  # TensorRT and a GPU, or one line saying which is missing (exit 2)
+    else:
+        import onnxruntime as ort
+
+        from fsmde_ros.runtime.engine_build import TensorRTUnavailable
+
+        if "TensorrtExecutionProvider" not in ort.get_available_providers():
+            raise TensorRTUnavailable("this onnxruntime has no TensorRT provider (install the `gpu` extra on a machine "
+                                      f"with an NVIDIA GPU); it has {', '.join(ort.get_available_providers())}")
+    targets = [Path(args.model)]
+    if size:
+        from fsmde_ros.runtime.deployment_graph import deployment_graph
+
+        targets.append(deployment_graph(args.model, *size, args.cloud_stride, args.cloud_overlap, cache)[0])
+    if args.backend == "tensorrt":
+        for onnx in targets:
+            print(f"[engine] {onnx.name} ({args.precision}): {ensure_engine(onnx, args.precision, cache)}")
+    else:
+        from fsmde_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend, tensorrt_provider_options
+
+        backend = OnnxRuntimeBackend(args.model, ["TensorrtExecutionProvider", "CPUExecutionProvider"],
+                                     precision=args.precision, engine_cache_dir=cache)
+        for onnx in targets[1:]:
+            backend.graph_runner(onnx)  # the provider builds and caches the graph's engine
+        for onnx in targets:
+            where = tensorrt_provider_options(onnx, args.precision, cache)["trt_engine_cache_path"]
+            print(f"[engine] {onnx.name} ({args.precision}, ONNX Runtime's TensorRT provider): {where}")
+    print(f"[engine] cache: {cache} (the node loads these with engine_cache_dir:={cache})")
+    return 0
+
+
+def cmd_engine_list(args: argparse.Namespace) -> int:
+    from fsmde_ros.runtime.engine_cache import cached_engines
+
+    found = cached_engines(args.engine_cache_dir)
+    for e in found:
+        key = e.get("key", {})
+        what = (f"{key.get('gpu_name', '?')} sm{key.get('compute_capability', '?')}, TensorRT {key.get('tensorrt_version', '?')}, "
+                f"{key.get('precision', '?')}, from {e.get('onnx', '?')}") if e["kind"] == "tensorrt" else f"{e['files']} files"
+        print(f"{e['kind']:<22} {e['bytes'] / 1e6:8.1f} MB  {e['path']}  ({what})")
+    print(f"{len(found)} cached engine(s) in {Path(args.engine_cache_dir).expanduser()}")
+    return 0
+
+
+def cmd_engine_clear(args: argparse.Namespace) -> int:
+    import shutil
+
+    from fsmde_ros.runtime.engine_cache import cached_engines
+
+    found = cached_engines(args.engine_cache_dir)
+    for e in found:
+        if e["path"].is_dir():
+            shutil.rmtree(e["path"])
+        else:
+            e["path"].unlink()
+            e["path"].with_suffix(".json").unlink(missing_ok=True)
+    print(f"removed {len(found)} cached engine(s) from {Path(args.engine_cache_dir).expanduser()}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from fsmde_ros.data.synthetic import write_synthetic_sequence
 

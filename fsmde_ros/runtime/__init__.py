@@ -33,7 +33,8 @@ def create_backend(kind: str, model_path: str | Path, **options) -> DepthBackend
     if kind == "onnxruntime":
         from fsmde_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(model_path, options.get("providers"), options.get("threads", 0), precision)
+        return OnnxRuntimeBackend(model_path, options.get("providers"), options.get("threads", 0), precision,
+                                  options.get("engine_cache_dir"))
     return _auto(model_path, precision, options)
 
 
@@ -61,7 +62,8 @@ def _auto(model_path: str | Path, precision: str, options: dict) -> DepthBackend
             skipped.append(f"onnxruntime:{provider}: not in this onnxruntime build (available: {', '.join(available)})")
             continue
         try:
-            backend = OnnxRuntimeBackend(model_path, [provider, "CPUExecutionProvider"], options.get("threads", 0), precision)
+            backend = OnnxRuntimeBackend(model_path, [provider, "CPUExecutionProvider"], options.get("threads", 0), precision,
+                                         options.get("engine_cache_dir"))
         except Exception as exc:  # noqa: BLE001
             skipped.append(f"onnxruntime:{provider}: {exc}")
             continue

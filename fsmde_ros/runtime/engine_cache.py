@@ -86,3 +86,37 @@ class EngineCache:
         tmp_json.write_text(json.dumps(meta, indent=2))
         tmp_json.replace(sidecar)
         return engine
+
+
+ORT_TRT_DIR = "onnxruntime-trt"  # ONNX Runtime's TensorRT provider caches live under <cache>/<this>/<key>/
+
+
+def ort_trt_cache_dir(onnx_path: str | Path, precision: str, cache_dir: str | Path | None = None,
+                      gpu: tuple[str, str] | None = None, tensorrt_version: str | None = None) -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps its engine and timing caches for this model: one folder per
+    (ONNX hash, GPU, compute capability, TensorRT version, precision), as the native engines are keyed, so a
+    TensorRT or GPU change never loads a stale engine (ONNX Runtime names its files by graph and sm, not by
+    TensorRT version). gpu / tensorrt_version: what the machine has, where known ('unknown' otherwise)."""
+    name, cc = gpu or ("unknown-gpu", "0.0")
+    key = EngineKey(file_sha256(onnx_path), name, cc, tensorrt_version or "unknown", precision)
+    folder = key.filename(Path(onnx_path).stem)[: -len(".engine")]
+    return Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / ORT_TRT_DIR / folder
+
+
+def cached_engines(cache_dir: str | Path | None = None) -> list[dict]:
+    """Every engine in the cache: native ones (with their sidecar's key and source ONNX) and ONNX Runtime's TensorRT
+    provider folders; each {'path', 'kind', 'bytes', ...}."""
+    root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
+    found = []
+    for engine in sorted(root.glob("*.engine")):
+        meta = {}
+        try:
+            meta = json.loads(engine.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            pass
+        found.append({"path": engine, "kind": "tensorrt", "bytes": engine.stat().st_size, **meta})
+    for folder in sorted((root / ORT_TRT_DIR).glob("*")) if (root / ORT_TRT_DIR).is_dir() else []:
+        files = [f for f in folder.rglob("*") if f.is_file()]
+        found.append({"path": folder, "kind": "onnxruntime-tensorrt", "bytes": sum(f.stat().st_size for f in files),
+                      "files": len(files)})
+    return found
