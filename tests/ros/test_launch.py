@@ -96,3 +96,79 @@ def test_a_namespaced_renamed_node_gets_its_parameters_and_an_rviz_layout_on_its
     assert remappings(" /a:=/b, points:=/x ") == [("/a", "/b"), ("points", "/x")] and remappings("") == []
     with pytest.raises(ValueError, match="FROM:=TO"):
         remappings("/a=/b")
+
+
+def _installed_package() -> bool:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        get_package_share_directory("fsmde_ros")
+        return True
+    except Exception:  # noqa: BLE001 - not importable, or the package is not in a sourced colcon install
+        return False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None or not _installed_package(),
+                    reason="needs launch, launch_ros and fsmde_ros in a sourced colcon install (a ROS 2 installation); "
+                           "the wheels install has neither launch_ros nor an ament index")
+def test_the_launch_file_runs_for_real_with_a_rig_override_a_params_file_and_a_namespace(tmp_path):
+    """Issue 23 item 6: the launch file started under launch's own LaunchService, as `ros2 launch` does; the node
+    comes up under /ci/surround_depth with rig from the argument and max_depth from the params file, publishes
+    depth for a set it is sent, and stops cleanly on SIGINT."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.ros_env import next_domain, ros_env
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    max_depth: 42.0\n    backend: onnxruntime\n")
+    script = ("import sys\nfrom launch import LaunchDescription, LaunchService\n"
+              "from launch.actions import IncludeLaunchDescription\n"
+              "from launch.launch_description_sources import PythonLaunchDescriptionSource\n"
+              f"ls = LaunchService()\nls.include_launch_description(IncludeLaunchDescription(PythonLaunchDescriptionSource("
+              f"{str(LAUNCH)!r}), launch_arguments={{'rig': 'nuscenes', 'params_file': {str(params)!r}, "
+              "'namespace': 'ci'}.items()))\nsys.exit(ls.run())\n")
+    domain = next_domain()
+    env = ros_env(domain)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    import rclpy
+    from rcl_interfaces.srv import GetParameters
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node("launch_check", context=ctx)
+    try:
+        client = node.create_client(GetParameters, "/ci/surround_depth/get_parameters")
+        end = time.monotonic() + 60
+        while not client.service_is_ready() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.2)
+            assert proc.poll() is None, proc.stdout.read()
+        assert ("surround_depth", "/ci") in node.get_node_names_and_namespaces()
+        future = client.call_async(GetParameters.Request(names=["rig", "max_depth"]))
+        while not future.done() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.2)
+        rig, max_depth = future.result().values
+        assert rig.string_value == "nuscenes" and max_depth.double_value == 42.0
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        depth = []
+        node.create_subscription(Image, "/ci/surround_depth/CAM_FRONT/depth", depth.append,
+                                 QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+        pub = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" / "surround_publisher.py"), "--rig",
+                                "nuscenes", "--height", "192", "--width", "320", "--frames", "8", "--wait-for", "1"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        end = time.monotonic() + 120
+        while (pub.poll() is None or not depth) and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        assert pub.returncode == 0 and depth, "the launched node published depth for the sets it was sent"
+        assert depth[0].encoding == "32FC1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+    assert proc.returncode == 0 and "Traceback" not in out, out
