@@ -35,7 +35,8 @@ CONSISTENCY_PERIOD_S = 2.0  # the cross-view consistency of the last set is refr
 CONSISTENCY_SUBSAMPLE = 2  # ...on every 2nd pixel: a quarter of the cost, the same statistic
 FOCAL_RANGE = (0.05, 20.0)  # a usable fx, fy lies within this many image widths (about 175 to 3 degrees of view)
 PRINCIPAL_POINT_MARGIN = 0.5  # cx, cy may lie up to half the image size outside it (strongly off-centre crops)
-DROP_BURST = 10  # this many drops between two reports are logged (fewer only counted)
+DROP_BURST = 10  # this many drops between two reports start an overload (fewer are only counted)
+OVERLOAD_SUMMARY_S = 10.0  # while an overload lasts, a summary at most this often [s]
 ASPECT_TOLERANCE = 0.02  # a CameraInfo at another size is scaled to the image if both axes scale alike
 
 
@@ -123,6 +124,8 @@ class SurroundDepthService:
         self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
         self._reported = {"silent": set(), "resets": 0, "dropped": 0}  # what report() has logged already
+        self._overload: dict[str, float] | None = None  # while sets are being dropped: start, counts, last summary
+        self._last_report: float | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any], decoder: MessageDecoder, rig: str | CameraRig | None = None,
@@ -280,9 +283,31 @@ class SurroundDepthService:
             self.warn(f"time jumped back {stats.resets - seen['resets']} time(s) (a bag loop or a clock reset): the "
                       "synchroniser restarted; latency statistics start afresh")
         dropped = stats.dropped_messages + self.health.counters["sets_dropped"]
-        if dropped - seen["dropped"] >= DROP_BURST:
-            self.warn(f"{dropped - seen['dropped']} messages or sets dropped since the last report (stale, overflow, "
-                      "or the worker busy); see the sync counters in /diagnostics")
+        self._say_overload(now, dropped - seen["dropped"])
         self._reported = {"silent": set(silent), "resets": stats.resets, "dropped": dropped}
         return self.health.report(now, extra)
+
+    def _say_overload(self, now: float, new_drops: int) -> None:
+        """Overload said, not shouted: when it starts (with its rate), a summary at most every OVERLOAD_SUMMARY_S while
+        it lasts, and when it ends; every drop is counted in /diagnostics whatever is logged."""
+        o = self._overload
+        if o is None:
+            if new_drops >= DROP_BURST:
+                rate = new_drops / max(now - self._last_report, 1e-3) if self._last_report is not None else new_drops
+                self._overload = {"start": now, "drops": new_drops, "summary_at": now, "since_summary": 0}
+                self.warn(f"overload: {new_drops} messages or sets dropped in the last report period (~{rate:.0f}/s: "
+                          "inputs arrive faster than the worker publishes, or stale); every drop is counted in "
+                          f"/diagnostics, a summary follows at most every {OVERLOAD_SUMMARY_S:g} s")
+        elif new_drops == 0:
+            self.info(f"overload ended after {now - o['start']:.0f} s: {o['drops']} messages or sets dropped in all")
+            self._overload = None
+        else:
+            o["drops"] += new_drops
+            o["since_summary"] += new_drops
+            if now - o["summary_at"] >= OVERLOAD_SUMMARY_S:
+                self.warn(f"overload goes on: {o['since_summary']} dropped in the last {now - o['summary_at']:.0f} s "
+                          f"({o['since_summary'] / (now - o['summary_at']):.1f}/s), {o['drops']} since it began "
+                          f"{now - o['start']:.0f} s ago")
+                o["summary_at"], o["since_summary"] = now, 0
+        self._last_report = now
 

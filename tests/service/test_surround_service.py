@@ -360,3 +360,22 @@ def test_a_frame_id_that_is_not_the_rigs_is_warned_once_and_followed_for_tf(mode
     assert len(said) == 1 and service.rig.names[0] in said[0] and service.rig.cameras[0].frame_id in said[0]
     service.refresh_mounts()
     assert seen[0] == "cam_front"
+
+
+def test_a_steady_overload_is_said_when_it_starts_summarised_every_10_s_and_when_it_ends(model):
+    """Issue 25 item 3: under a steady 3x overload (42 sets/s offered, 12 published) the node logged a WARN every
+    second, 30 lines in 30 s."""
+    warnings, infos = [], []
+    service = SurroundDepthService.from_params({"model": str(model), "backend": "onnxruntime", "rig": "ddad"},
+                                               ArrayCodec, warn=warnings.append, info=infos.append)
+    service.report(0.0)
+    for second in range(1, 31):  # 30 sets dropped a second for 30 s
+        service.health.count("sets_dropped", 30)
+        service.report(float(second))
+    for second in range(31, 34):  # then none
+        service.report(float(second))
+    said = [w for w in warnings if "overload" in w]
+    assert 2 <= len(said) <= 5, said  # the start and a summary every 10 s, not 30 lines
+    assert "~30/s" in said[0] and "overload goes on: 300 dropped in the last 10 s (30.0/s)" in said[1]
+    assert sum("overload ended after" in i and "900 messages or sets dropped in all" in i for i in infos) == 1
+    assert service.health.counters["sets_dropped"] == 900  # every drop counted exactly
