@@ -90,3 +90,19 @@ def resize_on_host(image: np.ndarray, width: int, height: int) -> tuple[np.ndarr
     if (pw, ph) != (width, height):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     return image, plan
+
+
+def remap_box(plan) -> tuple[int, int]:
+    """The box averaged before the remap: the largest power of two below the resize's box (a lens compresses the
+    image's edges, so there the resize's box would span more than an output pixel's footprint and blur; powers of
+    two are OpenCV's fast path, a 2 x 2 average at a time), at least 1."""
+    def box(k: int) -> int:
+        return 1 << max(0, (max(1, k - 1)).bit_length() - 1)
+    return box(plan.kx), box(plan.ky)
+
+
+def supersampling(plan) -> int:
+    """1, or 2 when the remap itself would shrink by 1.5x or more (bilinear then aliases): it then samples at twice
+    the output size and a 2 x 2 average brings it down."""
+    kx, ky = remap_box(plan)
+    return 2 if max(plan.kx / kx, plan.ky / ky) >= 1.5 else 1

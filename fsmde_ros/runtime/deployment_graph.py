@@ -35,11 +35,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
-from fsmde_ros.geometry.resize import plan_resize
+from fsmde_ros.geometry.resize import plan_resize, remap_box, supersampling
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
-GRAPH_VERSION = 6  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
+GRAPH_VERSION = 7  # bump when the composed graph changes: cached graphs (and their engines) are then rebuilt
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
@@ -47,24 +47,25 @@ STUDENT = "student/"  # prefix of the student's tensor names inside the composed
 
 
 def graph_path(student: str | Path, in_w: int, in_h: int, stride: int, overlap: str,
-               cache_dir: str | Path | None = None) -> Path:
+               cache_dir: str | Path | None = None, undistort: bool = False) -> Path:
     """Where the composed graph for these constants lives in the cache (the key is in the name)."""
     digest = hashlib.sha256(Path(student).read_bytes()).hexdigest()[:16]
     directory = Path(cache_dir or ENGINE_CACHE_DIR).expanduser()
-    return directory / f"{Path(student).stem}-{digest}-deploy{in_w}x{in_h}-s{stride}-{overlap}-v{GRAPH_VERSION}.onnx"
+    variant = "-undistort" if undistort else ""
+    return directory / f"{Path(student).stem}-{digest}-deploy{in_w}x{in_h}-s{stride}-{overlap}{variant}-v{GRAPH_VERSION}.onnx"
 
 
 def deployment_graph(student: str | Path, in_w: int, in_h: int, stride: int = 4, overlap: str = "nearest_axis",
-                     cache_dir: str | Path | None = None) -> tuple[Path, bool]:
-    """The composed graph's file for this input size, composed and cached on first use: (path, composed now)."""
-    path = graph_path(student, in_w, in_h, stride, overlap, cache_dir)
+                     cache_dir: str | Path | None = None, undistort: bool = False) -> tuple[Path, bool]:
+    """The composed graph's file for this input size (and variant), composed and cached on first use: (path, composed now)."""
+    path = graph_path(student, in_w, in_h, stride, overlap, cache_dir, undistort)
     if path.is_file():
         try:
             onnx.load(str(path), load_external_data=False)
             return path, False
         except Exception:  # noqa: BLE001 - a half-written or corrupt cache entry is composed again
             log.warning("cached deployment graph %s is unreadable; composing it again", path)
-    model = compose_deployment_graph(onnx.load(str(student)), in_w, in_h, stride, overlap)
+    model = compose_deployment_graph(onnx.load(str(student)), in_w, in_h, stride, overlap, undistort)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     onnx.save(model, str(tmp))
@@ -104,8 +105,11 @@ class _Builder:
 
 
 def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, stride: int = 4,
-                             overlap: str = "nearest_axis") -> onnx.ModelProto:
-    """The student (I/O as model/contract.py) composed with resize, masking and cloud (see the module doc)."""
+                             overlap: str = "nearest_axis", undistort: bool = False) -> onnx.ModelProto:
+    """The student (I/O as model/contract.py) composed with resize, masking and cloud (see the module doc).
+    undistort: the variant for distorted cameras: the whole image box-averaged with the remap's box, then sampled at
+    `undistort_grid` [V,h,w,2] (an input: GridSample's normalised coordinates, `undistort_grid` below; supersampled
+    where the host's remap is) instead of the crop and bilinear resize, as service/calibration.py does on the host."""
     if overlap not in OVERLAP_CHOICES:
         raise ValueError(f"overlap must be one of {OVERLAP_CHOICES}, got {overlap!r}")
     if stride < 1:
@@ -126,12 +130,20 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     cams = [b.op("Reshape", b.op("Cast", CAMERA_INPUT.format(i), to=TensorProto.FLOAT),
                  b.const([1, 1, in_h, in_w, 3], np.int64)) for i in range(V)]
     x = b.op("Concat", *cams, axis=0) if V > 1 else cams[0]
-    if (plan.x0, plan.y0, pw * plan.kx, ph * plan.ky) != (0, 0, in_w, in_h):  # the centre crop, to whole boxes
-        x = b.slice(x, [plan.y0, plan.x0], [plan.y0 + ph * plan.ky, plan.x0 + pw * plan.kx], [2, 3])
-    if (plan.kx, plan.ky) != (1, 1):
-        x = b.op("AveragePool", x, kernel_shape=[plan.ky, plan.kx, 1], strides=[plan.ky, plan.kx, 1])
+    kx, ky = remap_box(plan) if undistort else (plan.kx, plan.ky)
+    if undistort:  # the whole image on the crop's grid of the remap's box (distortion reaches outside the crop)
+        left, top = plan.x0 % kx, plan.y0 % ky
+        pw, ph = (in_w - left) // kx, (in_h - top) // ky
+        if (left, top, pw * kx, ph * ky) != (0, 0, in_w, in_h):
+            x = b.slice(x, [top, left], [top + ph * ky, left + pw * kx], [2, 3])
+    elif (plan.x0, plan.y0, pw * kx, ph * ky) != (0, 0, in_w, in_h):  # the centre crop, to whole boxes
+        x = b.slice(x, [plan.y0, plan.x0], [plan.y0 + ph * ky, plan.x0 + pw * kx], [2, 3])
+    if (kx, ky) != (1, 1):
+        x = b.op("AveragePool", x, kernel_shape=[ky, kx, 1], strides=[ky, kx, 1])
     x = b.op("Transpose", b.op("Reshape", x, b.const([V, ph, pw, 3], np.int64)), perm=[0, 3, 1, 2])
-    if (pw, ph) != (w, h):
+    if undistort:
+        x = _undistort(b, x, supersampling(plan), V, h, w)
+    elif (pw, ph) != (w, h):
         x = b.op("Resize", x, "", "", b.const([V, 3, h, w], np.int64), mode="linear",
                  coordinate_transformation_mode="half_pixel")
     x = b.op("Transpose", b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0)), perm=[0, 2, 3, 1])  # [V,h,w,3]
@@ -193,7 +205,8 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
          helper.make_tensor_value_info("depth_range", TensorProto.FLOAT, [2]),
          helper.make_tensor_value_info("max_std_ratio", TensorProto.FLOAT, [1]),
          helper.make_tensor_value_info("present", TensorProto.BOOL, [V]),
-         helper.make_tensor_value_info("claim", TensorProto.BOOL, [V, V, hs, ws])],
+         helper.make_tensor_value_info("claim", TensorProto.BOOL, [V, V, hs, ws]),
+         *([helper.make_tensor_value_info("undistort_grid", TensorProto.FLOAT, [V, h, w, 2])] if undistort else [])],
         [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [V, h, w]),
          helper.make_tensor_value_info("depth_std", TensorProto.FLOAT, [V, h, w]),
          helper.make_tensor_value_info("images", TensorProto.UINT8, [V, h, w, 3]),
@@ -201,11 +214,16 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
          helper.make_tensor_value_info("cloud_rgb", TensorProto.UINT8, [V, hs, ws, 3]),
          helper.make_tensor_value_info("cloud_valid", TensorProto.BOOL, [V, hs, ws])],
         initializer=b.inits + list(student.graph.initializer))
-    model = helper.make_model(graph, opset_imports=list(student.opset_import), producer_name="fsmde_ros")
+    opsets = list(student.opset_import)
+    if undistort:  # GridSample needs opset 16 ('bilinear' until 20)
+        for o in opsets:
+            if o.domain in ("", "ai.onnx") and o.version < 16:
+                raise ValueError(f"the undistorting graph needs an opset >= 16 student (GridSample), this one has {o.version}")
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="fsmde_ros")
     model.ir_version = student.ir_version
     meta = {p.key: p.value for p in student.metadata_props}
     meta.update({"deploy_input": f"{in_w}x{in_h}", "deploy_stride": str(stride), "deploy_overlap": overlap,
-                 "deploy_version": str(GRAPH_VERSION)})
+                 "deploy_undistort": str(bool(undistort)).lower(), "deploy_version": str(GRAPH_VERSION)})
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     return model
@@ -238,3 +256,47 @@ def _claimed(b: _Builder, xyz: str, keep: str, cos_axis: str, V: int, P: int, hs
     by_j = b.op("And", b.op("And", claim, has_points), b.op("And", seen, nearer))  # [V,V,P]
     any_j = any_axis(by_j, 1, 0)                                                  # [V,P]
     return b.op("Reshape", any_j, b.const([V, hs, ws], np.int64))
+
+
+def _undistort(b: _Builder, x: str, m: int, V: int, h: int, w: int) -> str:
+    """Sample the box-averaged images x [V,3,ph,pw] at `undistort_grid` [V,h,w,2]; with m = 2 (the remap would shrink
+    by 1.5x or more), at the four quarter-pixel offsets of each output pixel, averaged: the host's supersampled remap
+    (service/calibration.py) from a grid of the output's size (offsets from the grid's own finite differences)."""
+    def sample(grid: str) -> str:
+        return b.op("GridSample", x, grid, mode="bilinear", padding_mode="zeros", align_corners=0)
+
+    if m == 1:
+        return sample("undistort_grid")
+    g = "undistort_grid"
+    # d/du and d/dv of the grid, one-sided at the last column / row (the map is smooth)
+    du = b.op("Sub", b.slice(g, [1], [w], [2]), b.slice(g, [0], [w - 1], [2]))
+    du = b.op("Concat", du, b.slice(du, [w - 2], [w - 1], [2]), axis=2)
+    dv = b.op("Sub", b.slice(g, [1], [h], [1]), b.slice(g, [0], [h - 1], [1]))
+    dv = b.op("Concat", dv, b.slice(dv, [h - 2], [h - 1], [1]), axis=1)
+    taps = []
+    for su in (-0.25, 0.25):
+        for sv in (-0.25, 0.25):
+            taps.append(sample(b.op("Add", g, b.op("Add", b.op("Mul", du, b.const(su)), b.op("Mul", dv, b.const(sv))))))
+    return b.op("Mul", b.op("Sum", *taps), b.const(0.25))
+
+
+def undistort_grid(K: np.ndarray, D: np.ndarray, model: str, in_w: int, in_h: int, out_w: int, out_h: int) -> np.ndarray:
+    """GridSample's `undistort_grid` [out_h,out_w,2] float32 for one camera of the undistorting graph: where each output
+    pixel of the undistorted model-size pinhole (K_out = plan.intrinsics(K)) samples the plan's box-averaged whole
+    image, in normalised coordinates (align_corners=0: -1 and 1 are the outer pixel edges). D all zero gives the
+    pinhole camera's plain crop and resize (a pinhole beside distorted cameras in one set)."""
+    import cv2
+
+    plan = plan_resize(in_w, in_h, out_w, out_h)
+    K_out = plan.intrinsics(K)
+    D = np.asarray(D, dtype=np.float64)
+    if model == "equidistant":
+        mx, my = cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), K_out, (out_w, out_h), cv2.CV_32FC1)
+    else:
+        mx, my = cv2.initUndistortRectifyMap(K, D, None, K_out, (out_w, out_h), cv2.CV_32FC1)
+    kx, ky = remap_box(plan)
+    left, top = plan.x0 % kx, plan.y0 % ky
+    pw, ph = (in_w - left) // kx, (in_h - top) // ky
+    px = (mx + 0.5 - left) / kx  # pooled pixel-edge coordinates
+    py = (my + 0.5 - top) / ky
+    return np.stack([2 * px / pw - 1, 2 * py / ph - 1], axis=-1).astype(np.float32)

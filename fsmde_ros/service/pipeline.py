@@ -22,7 +22,7 @@ from fsmde_ros.geometry.projection import invert_transform
 from fsmde_ros.geometry.resize import ResizePlan, plan_resize
 from fsmde_ros.geometry.rig import CameraRig
 from fsmde_ros.runtime.base import DepthBackend, GraphRunner
-from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, deployment_graph
+from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, deployment_graph, undistort_grid
 from fsmde_ros.service.calibration import Calibration, ModelInput
 
 
@@ -57,6 +57,7 @@ class Deployment:
     runner: GraphRunner
     plan: ResizePlan
     blank: np.ndarray  # uint8 [H_in,W_in,3] zeros: the input of an absent camera (masked in the graph)
+    undistort: bool = False  # the variant that samples `undistort_grid` (a set with distorted cameras)
 
 
 class SurroundDepthPipeline:
@@ -80,7 +81,7 @@ class SurroundDepthPipeline:
         self.graph_cache_dir, self.info = graph_cache_dir, info
         self._deployments: dict[tuple[int, int], Deployment | None] = {}
         self.to_model = ModelInput(self.width, self.height)  # resize, crop, undistort: the images at the model's size
-        self._said_distorted = False
+        self._grids: dict[tuple, np.ndarray] = {}  # per-set undistortion grids [V,h,w,2], by the cameras' calibrations
         self.set_poses(rig.T_base_cam)
 
     def set_outputs(self, min_depth: float, max_depth: float, max_depth_std_ratio: float, cloud_stride: int,
@@ -154,16 +155,13 @@ class SurroundDepthPipeline:
     def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
             distorted: Sequence[Calibration | None] | None = None) -> SetResult:
         """One set, through the deployment graph for its input size where there is one; per-stage timings [ms].
-        distorted (see `preprocess`): such sets take the host path, whose remap undistorts (said once)."""
+        distorted (see `preprocess`): such sets take the undistorting graph (an input grid per camera; no rebuild when a
+        calibration changes) or, on the host path, the undistorting remap."""
         sizes = {img.shape[:2] for img in images if img is not None}
         undistort = distorted is not None and any(c is not None for c in distorted)
-        if undistort and self.composed and not self._said_distorted:
-            self._said_distorted = True
-            self.info("distorted cameras (CameraInfo D): undistorted in the host's resize; the deployment graph takes "
-                      "rectified or pinhole images only, for now")
-        deployment = self.deployment(*sizes.pop()[::-1]) if len(sizes) == 1 and self.composed and not undistort else None
+        deployment = self.deployment(*sizes.pop()[::-1], undistort) if len(sizes) == 1 and self.composed else None
         if deployment is not None:
-            return self._run_composed(deployment, images, K)
+            return self._run_composed(deployment, images, K, distorted)
         t0 = time.perf_counter()
         batch = self.preprocess(images, K, distorted)
         t1 = time.perf_counter()
@@ -174,14 +172,15 @@ class SurroundDepthPipeline:
         result.timings_ms = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
         return result
 
-    def deployment(self, w_in: int, h_in: int) -> Deployment | None:
-        """The composed graph for images of w_in x h_in, composed (or read from the cache) on first use."""
-        key = (w_in, h_in)
+    def deployment(self, w_in: int, h_in: int, undistort: bool = False) -> Deployment | None:
+        """The composed graph for images of w_in x h_in (the undistorting variant for a set with distorted cameras),
+        composed (or read from the cache) on first use."""
+        key = (w_in, h_in, undistort)
         if key not in self._deployments:
             start = time.perf_counter()
             try:
                 path, composed = deployment_graph(self.backend.model_path, w_in, h_in, self.cloud_stride,
-                                                  self.cloud_overlap, self.graph_cache_dir)
+                                                  self.cloud_overlap, self.graph_cache_dir, undistort)
                 runner = self.backend.graph_runner(path)
             except Exception as exc:  # noqa: BLE001 - the host path still works: say why once, never retry per set
                 self.info(f"images at {w_in}x{h_in}: cannot compose or load the deployment graph "
@@ -191,14 +190,16 @@ class SurroundDepthPipeline:
                 self._deployments[key] = None
                 return None
             plan = plan_resize(w_in, h_in, self.width, self.height)
-            self._deployments[key] = Deployment(runner, plan, np.zeros((h_in, w_in, 3), np.uint8))
-            self.info(f"images at {w_in}x{h_in}: {'composed' if composed else 'loaded'} the deployment graph (resize to "
+            self._deployments[key] = Deployment(runner, plan, np.zeros((h_in, w_in, 3), np.uint8), undistort)
+            self.info(f"images at {w_in}x{h_in}: {'composed' if composed else 'loaded'} the deployment graph "
+                      f"({'undistortion, ' if undistort else ''}resize to "
                       f"{self.width}x{self.height}, student, masking and cloud in {self.backend.name}) in "
                       f"{time.perf_counter() - start:.1f} s: {path}")
         return self._deployments[key]
 
-    def composed_feeds(self, d: Deployment, images: Sequence[np.ndarray | None],
-                       K: Sequence[np.ndarray | None]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def composed_feeds(self, d: Deployment, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+                       distorted: Sequence[Calibration | None] | None = None
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """The graph's inputs for one set (each image passed as it is: no copy of a contiguous buffer), with the
         intrinsics at the model size K [V,3,3] and present [V] bool."""
         v = len(self.rig)
@@ -207,22 +208,40 @@ class SurroundDepthPipeline:
         plan = d.plan
         present = np.array([img is not None for img in images])
         K_model = np.zeros((v, 3, 3))
-        feeds = {}
+        feeds, raw_K = {}, []
         for i, (img, k) in enumerate(zip(images, K)):
             feeds[CAMERA_INPUT.format(i)] = d.blank if img is None else np.ascontiguousarray(img)
             k = self.rig.cameras[i].resized(plan.in_w, plan.in_h).K if k is None or img is None else k
-            K_model[i] = plan.intrinsics(k)
+            cal = distorted[i] if distorted is not None and img is not None else None
+            raw_K.append(cal.K if cal is not None else k)
+            K_model[i] = plan.intrinsics(raw_K[i])
         self.fuser.prepare(K_model, self.height, self.width)  # the handover masks follow K (cached while K stays)
         feeds.update({"K": K_model.astype(np.float32), **self._poses,
                       "depth_range": np.array([self.min_depth, self.max_depth], np.float32),
                       "max_std_ratio": np.array([self.max_depth_std_ratio], np.float32), "present": present,
                       "claim": self.fuser.claim_masks()})
+        if d.undistort:
+            feeds["undistort_grid"] = self._grid(d.plan, raw_K, distorted)
         return feeds, K_model, present
 
-    def _run_composed(self, d: Deployment, images: Sequence[np.ndarray | None],
-                      K: Sequence[np.ndarray | None]) -> SetResult:
+    def _grid(self, plan: ResizePlan, raw_K: list[np.ndarray], distorted: Sequence[Calibration | None] | None) -> np.ndarray:
+        """The undistorting graph's `undistort_grid` [V,h,w,2] for this set: each distorted camera's from its
+        calibration, each pinhole's (raw_K: K at the input size) the plain crop and resize; built once per combination
+        of calibrations (the same array is passed while they stay)."""
+        cals = list(distorted) if distorted is not None else [None] * len(raw_K)
+        key = (plan, tuple(c.key() if c is not None else np.asarray(raw_K[i], np.float64).tobytes()
+                           for i, c in enumerate(cals)))
+        if key not in self._grids:
+            self._grids = {key: np.stack([undistort_grid(raw_K[i], c.D if c is not None else np.zeros(5),
+                                                         c.model if c is not None else "plumb_bob", plan.in_w,
+                                                         plan.in_h, plan.out_w, plan.out_h)
+                                          for i, c in enumerate(cals)])}
+        return self._grids[key]
+
+    def _run_composed(self, d: Deployment, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+                      distorted: Sequence[Calibration | None] | None = None) -> SetResult:
         t0 = time.perf_counter()
-        feeds, K_model, present = self.composed_feeds(d, images, K)
+        feeds, K_model, present = self.composed_feeds(d, images, K, distorted)
         t1 = time.perf_counter()
         out = d.runner(feeds)
         t2 = time.perf_counter()

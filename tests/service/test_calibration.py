@@ -81,3 +81,31 @@ def test_a_4_3_and_a_16_9_camera_in_one_rig_are_each_cropped_to_the_models_aspec
         plan = plan_resize(w, h, pipe.width, pipe.height)
         assert K_out[0, 0] == pytest.approx(K_in[0, 0] * plan.sx)
     assert plan_resize(640, 480, 320, 192).crop == (640, 384) and plan_resize(1280, 720, 320, 192).crop == (1200, 720)
+
+
+def test_the_deployment_graph_undistorts_with_an_input_grid_as_the_host_does(scene, tmp_path):
+    """Issue 22: undistortion on the GPU path, as a graph input (a calibration change is a new grid, not a new
+    engine): the undistorting graph on ONNX Runtime gives the host remap's depth on the same rays."""
+    item, host = scene
+    pipe = SurroundDepthPipeline(host.backend, host.rig, make_cloud=True, composed=True, max_depth=250.0,
+                                 graph_cache_dir=str(tmp_path), info=lambda _: None)
+    K = list(item["K"])
+    raws = [distort(img, k, PLUMB_BOB_D, "plumb_bob") for img, k in zip(item["images"], K)]
+    cals = [Calibration(k, W_RAW, H_RAW, D=PLUMB_BOB_D) for k in K]
+    cals[5] = None  # a pinhole camera in the same set: the plain crop and resize through the same grid input
+    raws[5] = item["images"][5]
+    graph = pipe.run(raws, K, cals)
+    assert pipe._deployments[(W_RAW, H_RAW, True)] is not None, "the undistorting graph ran"
+    on_host = host.run(raws, K, cals)
+    pinhole = host.run(list(item["images"]), K)
+    np.testing.assert_allclose(graph.K, on_host.K, atol=1e-9)
+    seen = (graph.images.sum(-1) > 0) & (on_host.images.sum(-1) > 0)
+    # the graph box-averages with the resize's box and samples once, the host remap supersamples: both within the
+    # goal of the pinhole set's depth on the same rays
+    assert outer_half_relative_difference(graph.depth, pinhole.depth, pinhole.K, seen) < 0.04
+    assert outer_half_relative_difference(graph.depth, on_host.depth, on_host.K, seen) < 0.04
+    assert graph.cloud is not None and len(graph.cloud) > 0
+    files = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    other = [Calibration(k, W_RAW, H_RAW, D=PLUMB_BOB_D * 0.5) for k in K]
+    pipe.run(raws, K, other)  # another calibration: the same graph, a new grid
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == files and len(files) == 1
