@@ -238,6 +238,20 @@ def _demo(sub) -> None:
     demo.set_defaults(func=_handler("cmd_demo"))
 
 
+def _quantize(sub) -> None:
+    q = sub.add_parser("quantize", help="an INT8 (QDQ) twin of an exported student, calibrated on a dataset spec",
+                       formatter_class=HelpFormatter)
+    q.add_argument("model", type=Path, help="the exported student (.onnx), any that keeps the contract")
+    q.add_argument("--calibration", nargs="+", required=True, metavar="SPEC",
+                   help="dataset specs whose sets calibrate the activations (e.g. synthetic:ddad?seed=3&frames=8)")
+    q.add_argument("--sets", type=int, default=16, help="calibration sets at most, spread over the specs")
+    q.add_argument("--method", default="percentile", choices=("percentile", "entropy", "minmax"),
+                   help="activation range calibration (percentile measured best: docs/benchmarks.md)")
+    q.add_argument("--out", type=Path, required=True, help="the INT8 student to write (.onnx)")
+    add_dataset_cache(q)
+    q.set_defaults(func=_handler("cmd_quantize"))
+
+
 def _engine(sub) -> None:
     engine = sub.add_parser("engine", help="TensorRT engines: build them before the car drives, list, clear",
                             formatter_class=HelpFormatter)
@@ -270,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fsmde_ros {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_rig, _synth, _export, _distill, _eval, _teach, _bag, _play, _process, _engine, _demo):
+    for add in (_rig, _synth, _export, _quantize, _distill, _eval, _teach, _bag, _play, _process, _engine, _demo):
         add(sub)
     return parser
 

@@ -56,6 +56,25 @@ def cmd_rig_check(args: argparse.Namespace) -> int:
     return 0 if fits else 2
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fsmde_ros.data.surround import CachedDataset
+    from fsmde_ros.export.quantize import quantize_student
+    from fsmde_ros.model.contract import read_model_info
+
+    _register_bag_datasets()
+    info = read_model_info(args.model)
+    datasets = [CachedDataset(spec, info["height"], info["width"], args.cache_dir) for spec in args.calibration]
+    per = max(1, args.sets // len(datasets))
+    sets = [(ds[i]["images"], ds[i]["K"][:, 0, 0]) for ds in datasets
+            for i in np.linspace(0, len(ds) - 1, min(per, len(ds))).round().astype(int)]
+    out = quantize_student(args.model, sets, args.out, args.method)
+    print(f"[quantize] {out}: INT8 (QDQ) twin of {args.model}, {args.method} calibration on {len(sets)} sets; run it "
+          "with precision:=int8")
+    return 0
+
+
 def cmd_engine_build(args: argparse.Namespace) -> int:
     from fsmde_ros.model.contract import read_model_info
 

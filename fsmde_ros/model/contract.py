@@ -70,3 +70,12 @@ def recorded_rig(path: str | Path) -> dict[str, str]:
         return {}
     info = read_model_info(path)
     return {"rig": info["metadata"].get("rig", ""), "views": str(info["views"])}
+
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def is_quantized(path: str | Path) -> bool:
+    """True for an ONNX with QDQ nodes: an INT8 student (fsmde quantize)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in QDQ_OPS for n in model.graph.node)

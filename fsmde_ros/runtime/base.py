@@ -63,3 +63,15 @@ class DepthBackend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.input_shape}>"
+
+
+def require_int8_model(model_path: str | Path, precision: str) -> None:
+    """precision int8 runs an INT8 (QDQ) student only: ConfigError in one line for any other model."""
+    if precision != "int8":
+        return
+    from fsmde_ros.errors import ConfigError
+    from fsmde_ros.model.contract import is_quantized
+
+    if not is_quantized(model_path):
+        raise ConfigError(f"precision int8 needs an INT8 (QDQ) student; {Path(model_path).name} has no QDQ nodes: "
+                          f"make one with `fsmde quantize {model_path} --calibration SPEC --out student_int8.onnx`")

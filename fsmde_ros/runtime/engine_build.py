@@ -92,7 +92,11 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", workspace
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if precision == "fp16":
+    if precision == "int8":  # explicit quantisation: the QDQ nodes say what runs in int8; the rest may use fp16
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)
+        _keep_fp32(trt, network, config, FP32_LAYER_PREFIX)
+    elif precision == "fp16":
         if not builder.platform_has_fast_fp16:
             log.warning("this GPU has no fast FP16; building FP16 anyway (it will run, perhaps slowly)")
         config.set_flag(trt.BuilderFlag.FP16)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
-PRECISIONS = ("fp16", "fp32")  # int8 is an extension point: it needs a calibrator over real frames
+PRECISIONS = ("fp16", "fp32", "int8")  # int8: an INT8 (QDQ) student from `fsmde quantize`, explicitly quantised
 DEFAULT_CACHE_DIR = Path(ENGINE_CACHE_DIR)
 
 
@@ -30,8 +30,7 @@ class EngineKey:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r} "
-                             "(int8 needs a calibration set and is not built automatically)")
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def filename(self, stem: str) -> str:
         gpu = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower()

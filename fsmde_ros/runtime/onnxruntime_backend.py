@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmde_ros.model.contract import OUTPUT_NAMES, read_model_info
-from fsmde_ros.runtime.base import DepthBackend, GraphRunner
+from fsmde_ros.runtime.base import DepthBackend, GraphRunner, require_int8_model
 from fsmde_ros.runtime.engine_cache import ort_trt_cache_dir
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ def tensorrt_provider_options(model: str | Path, precision: str, cache_dir: str 
         pass
     folder = ort_trt_cache_dir(model, precision, cache_dir, gpu, trt_version)
     folder.mkdir(parents=True, exist_ok=True)
-    return {"trt_fp16_enable": precision == "fp16", "trt_engine_cache_enable": True,
+    return {"trt_fp16_enable": precision in ("fp16", "int8"), "trt_int8_enable": precision == "int8",
+            "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(folder), "trt_timing_cache_enable": True, "trt_timing_cache_path": str(folder)}
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -39,6 +40,7 @@ class OnnxRuntimeBackend(DepthBackend):
         import onnxruntime as ort
 
         info = read_model_info(model_path)
+        require_int8_model(model_path, precision)
         self.model_path = Path(model_path)
         self.views, self.height, self.width = info["views"], info["height"], info["width"]
         self.metadata = info["metadata"]
@@ -55,7 +57,7 @@ class OnnxRuntimeBackend(DepthBackend):
         self.engine_cache_dir = engine_cache_dir
         self.session = self._session(self.model_path)
         active = self.session.get_providers()[0]
-        self.precision = precision if active == "TensorrtExecutionProvider" else "fp32"
+        self.precision = precision if active == "TensorrtExecutionProvider" or precision == "int8" else "fp32"
         self.name = f"onnxruntime:{active}"
 
     def graph_runner(self, path: str | Path) -> GraphRunner:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmde_ros.model.contract import INPUT_NAMES, OUTPUT_NAMES, read_model_info
-from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.runtime.base import DepthBackend, require_int8_model
 from fsmde_ros.runtime.engine_build import (
     TensorRTUnavailable,
     current_gpu,
@@ -96,6 +96,7 @@ class TensorRTBackend(DepthBackend):
         trt = import_tensorrt()
         current_gpu()  # raises TensorRTUnavailable without a GPU
         info = read_model_info(model_path)
+        require_int8_model(model_path, precision)
         self.model_path = Path(model_path)
         self.views, self.height, self.width = info["views"], info["height"], info["width"]
         self.precision, self.engine_cache_dir = precision, engine_cache_dir

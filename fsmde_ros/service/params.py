@@ -72,7 +72,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "default in share/fsmde_ros/models"),
     ParamSpec("backend", "auto", "inference backend; auto tries tensorrt, then onnxruntime with TensorRT/CUDA, "
               "then the CPU, and logs why each was skipped", choices=BACKENDS),
-    ParamSpec("precision", "fp16", "TensorRT engine precision", choices=PRECISIONS),
+    ParamSpec("precision", "fp16", "inference precision: fp16 / fp32 TensorRT engines; int8 runs an INT8 (QDQ) "
+              "student from `fsmde quantize` (TensorRT INT8 engine, or ONNX Runtime's int8 kernels on a CPU)",
+              choices=PRECISIONS),
     ParamSpec("engine_cache_dir", ENGINE_CACHE_DIR, "cache of TensorRT engines (keyed by ONNX hash, GPU, "
               "TensorRT version and precision; built only when missing or stale) and of the deployment graphs "
               "composed per input size"),

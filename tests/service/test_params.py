@@ -35,7 +35,7 @@ def test_the_design_parameters_all_exist():
 
 @pytest.mark.parametrize("values, message", [
     ({"backend": "tflite"}, "backend must be one of auto, tensorrt, onnxruntime, torch"),
-    ({"precision": "int8"}, "precision must be one of fp16, fp32"),
+    ({"precision": "int4"}, "precision must be one of fp16, fp32, int8"),
     ({"slop": -0.1}, r"slop must be in \[0, 1\]"),
     ({"cloud_stride": 0}, "cloud_stride must be in"),
     ({"cloud_stride": 2.5}, "cloud_stride must be an int in \\[1, 64\\], got 2.5"),

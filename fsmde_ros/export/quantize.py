@@ -1,0 +1,66 @@
+"""An INT8 student: any exported student (the ONNX contract) quantised to a QDQ (explicitly quantised) ONNX.
+
+Calibrated on surround sets of a dataset spec at the model's size (the images and focal lengths the node would
+feed it). Only the convolutions are quantised (the encoder, the ring fusion, the decoder: nearly all the
+multiply-adds); the input's cast and normalisation, the depth-bin head (its logits, the softmax over the bins,
+the expectation and the std) stay in float, where 8 bits would cost accuracy for no speed. Weights per channel,
+activations per tensor, both symmetric int8: what TensorRT's explicit quantisation takes (precision:=int8 builds
+an INT8 engine from it) and what ONNX Runtime runs on a CPU. The I/O contract stays: uint8 images in, float32
+depth and depth_std out.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+
+from fsmde_ros.errors import ConfigError
+from fsmde_ros.model.contract import read_model_info
+
+CALIBRATION_METHODS = ("percentile", "entropy", "minmax")
+def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np.ndarray]], out: str | Path,
+                     method: str = "percentile") -> Path:
+    """Write the INT8 (QDQ) twin of the student at model_path to `out`, calibrated on `sets` of (images uint8
+    [V,H,W,3], focal_px float32 [V]); the student's metadata carried over, with precision int8 and the method."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    info = read_model_info(model_path)
+    feeds = [{"images": np.ascontiguousarray(images, np.uint8), "focal_px": np.asarray(focal, np.float32)}
+             for images, focal in sets]
+    if not feeds:
+        raise ConfigError("no calibration sets: give a dataset spec with at least one surround set")
+    shape = (info["views"], info["height"], info["width"], 3)
+    if any(f["images"].shape != shape for f in feeds):
+        raise ConfigError(f"calibration images must be {shape} (the model's size), got {feeds[0]['images'].shape}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calibrate = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
+                 "minmax": CalibrationMethod.MinMax}[method]
+    with tempfile.TemporaryDirectory(prefix="fsmde_quantize_") as tmp:
+        staged = Path(tmp) / "student_int8.onnx"
+        quantize_static(str(model_path), str(staged), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        op_types_to_quantize=["Conv"], calibrate_method=calibrate,
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        model = onnx.load(str(staged))
+    meta = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
+    meta.update({"precision": "int8", "quantization": f"QDQ int8 symmetric, Conv only, {method} calibration on "
+                                                       f"{len(feeds)} sets"})
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, meta)
+    onnx.save(model, str(out))
+    read_model_info(out)  # the contract holds
+    return out
