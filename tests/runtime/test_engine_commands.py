@@ -50,3 +50,49 @@ def test_engine_list_and_clear(tmp_path, capsys):
     assert main(["engine", "clear", "--engine-cache-dir", str(tmp_path)]) == 0
     assert "removed 2" in capsys.readouterr().out
     assert not list(tmp_path.glob("*.engine")) and not list((tmp_path / "onnxruntime-trt").iterdir())
+
+
+def _gpu_or_skip():
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (GPU machines only: extra `gpu`)")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible")
+
+
+@pytest.mark.gpu
+def test_engine_build_fills_the_cache_the_node_loads_for_the_student_and_its_graph(tmp_path, capsys):
+    _gpu_or_skip()
+    assert main(["engine", "build", "--model", str(MODEL), "--input-size", "640x400",
+                 "--engine-cache-dir", str(tmp_path)]) == 0
+    engines = sorted(tmp_path.glob("*.engine"))
+    assert len(engines) == 2, engines  # the student and its deployment graph for 640x400
+    from fsmde_ros.runtime import create_backend
+
+    before = {p: p.stat().st_mtime for p in engines}
+    create_backend("tensorrt", MODEL, precision="fp16", engine_cache_dir=tmp_path)  # the node's start: no rebuild
+    assert {p: p.stat().st_mtime for p in tmp_path.glob("*.engine")} == before
+
+
+@pytest.mark.gpu
+def test_the_onnxruntime_tensorrt_path_writes_its_engine_cache_once(tmp_path):
+    _gpu_or_skip()
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no TensorRT provider")
+    from fsmde_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    OnnxRuntimeBackend(MODEL, ["TensorrtExecutionProvider", "CPUExecutionProvider"], precision="fp16",
+                       engine_cache_dir=tmp_path)
+    folder = ort_trt_cache_dir(MODEL, "fp16", tmp_path, *_key_parts())
+    files = {p: p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+    assert any(p.suffix == ".engine" for p in files), files
+    OnnxRuntimeBackend(MODEL, ["TensorrtExecutionProvider", "CPUExecutionProvider"], precision="fp16",
+                       engine_cache_dir=tmp_path)
+    assert {p: p.stat().st_mtime for p in folder.rglob("*") if p.is_file()} == files, "loaded, not rebuilt"
+
+
+def _key_parts():
+    from fsmde_ros.runtime.engine_build import current_gpu, import_tensorrt
+
+    return current_gpu(), import_tensorrt().__version__
