@@ -50,7 +50,12 @@ class Calibration:
         return np.asarray(self.K, dtype=np.float64)
 
     def problem(self) -> str | None:
-        """Why this calibration cannot be used (naming the field), or None."""
+        """Why this calibration cannot be used (naming the field), or None. A K with non-finite entries is a broken
+        CameraInfo even where P gives the intrinsics (a rectified image)."""
+        if not np.all(np.isfinite(self.K)):
+            return "K has non-finite entries"
+        if self.P is not None and not np.all(np.isfinite(self.P)):
+            return "P has non-finite entries"
         if not self.distorted:
             return None
         if self.model not in DISTORTION_MODELS:
