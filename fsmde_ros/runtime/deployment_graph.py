@@ -24,7 +24,6 @@ Outputs: depth, depth_std float32 [V,h,w] [m]; images uint8 [V,h,w,3] (the stude
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os

@@ -41,7 +41,6 @@ class CameraMounts:
         self.yaml = rig.T_base_cam.copy()
         self.poses = self.yaml.copy()
         self.frames = [c.frame_id for c in rig.cameras]  # the TF frame of each camera (its images' frame_id)
-        self.source = ["yaml"] * len(rig)  # where each pose in use comes from: 'yaml' or 'tf'
         self._said: set[tuple[str, int]] = set()
         if lookup is None:
             self.info("camera mounts from the rig YAML (no TF lookup here: tf2_ros comes with a ROS 2 installation)")
@@ -73,9 +72,9 @@ class CameraMounts:
             if T is None:
                 self._once("no_tf", i, f"camera {cam.name}: TF has no transform {base} <- {self.frames[i]}; using the "
                                        "rig YAML's mount (publish the camera's TF, or set publish_rig_tf:=true)")
-                T, source = self.yaml[i], "yaml"
+                T = self.yaml[i]
             else:
-                T, source = np.asarray(T, dtype=np.float64), "tf"
+                T = np.asarray(T, dtype=np.float64)
                 dist, angle = mount_difference(T, self.yaml[i])
                 if dist > MOUNT_TOLERANCE_M or angle > MOUNT_TOLERANCE_DEG:
                     self._once("disagree", i, f"camera {cam.name}: TF's mount differs from the rig YAML's by {dist:.3f} m "
@@ -84,5 +83,4 @@ class CameraMounts:
             if not np.allclose(T, self.poses[i], atol=1e-9):
                 self.poses[i] = T
                 changed = True
-            self.source[i] = source
         return changed
