@@ -268,6 +268,9 @@ class SurroundDepthNode(Node):
         worker = getattr(self, "_worker", None)  # absent when the constructor failed
         if worker is not None:
             worker.join(timeout=2.0)
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
         super().destroy_node()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import closing
 from pathlib import Path
 
 from fsmde_ros.errors import ConfigError
@@ -136,7 +137,7 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
 
         # the outputs keep the input's stamps, so a re-based input's offset carries over (bag.stamp_offset_s)
         keep = {k: custom[k] for k in (STAMP_OFFSET_KEY,) if k in custom}
-        with BagWriter(out, format or bag_format(bag), {RIG_KEY: rig_obj.name, **keep}) as writer:
+        with BagWriter(out, format or bag_format(bag), {RIG_KEY: rig_obj.name, **keep}) as writer, closing(service):
             with tqdm(total=total, desc=f"process {Path(bag).name}", unit="set", disable=not progress) as bar:
                 for conn, ns, raw in reader.messages(connections=wanted):
                     if conn.topic in copied:

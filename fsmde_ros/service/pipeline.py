@@ -108,11 +108,33 @@ class SurroundDepthPipeline:
         self._poses = {"T_base_cam": T.astype(np.float32),
                        "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32)}
 
+    def resizes_on_host(self, w_in: int, h_in: int, undistort: bool = False) -> bool:
+        """Will a set of images at w_in x h_in take the host path, so that each image can be brought to the model's size
+        as it arrives (service/frames.py)? True without a composed graph, or when none could be composed for this size;
+        False when the graph takes them (or before its first set: composing is left to the set)."""
+        if (w_in, h_in) == (self.width, self.height) and not undistort:
+            return False  # nothing to resize
+        if not self.composed:
+            return True
+        key = (w_in, h_in, undistort)
+        return key in self._deployments and self._deployments[key] is None
+
+    def model_image(self, i: int, image: np.ndarray, K: np.ndarray | None, distorted: Calibration | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Camera i's image uint8 [H,W,3] -> (image [h,w,3] at the model's size, K [3,3] at that size, resized): the
+        host path's per-image work. K at the image's size, or None for the rig preset scaled to it; distorted: the
+        camera's calibration when it is undistorted in the same remap."""
+        h, w = image.shape[:2]
+        k = self.rig.cameras[i].resized(w, h).K if K is None else np.asarray(K, dtype=np.float64)
+        return self.to_model(i, image, k, distorted)
+
     def preprocess(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
-                   distorted: Sequence[Calibration | None] | None = None) -> PreparedBatch:
+                   distorted: Sequence[Calibration | None] | None = None,
+                   prepared: Sequence[tuple[np.ndarray, np.ndarray, bool] | None] | None = None) -> PreparedBatch:
         """images: per camera uint8 [H_i,W_i,3] RGB or None (absent); K: per camera [3,3] at that
         image's size, or None to use the rig preset scaled to it; distorted: per camera the calibration of a
-        distorted camera at that size (undistorted in the one remap that resizes), or None."""
+        distorted camera at that size (undistorted in the one remap that resizes), or None; prepared: per camera
+        what `model_image` gave for it already (as the frame arrived), or None to do it now."""
         v = len(self.rig)
         if len(images) != v or len(K) != v:
             raise ValueError(f"expected {v} images and intrinsics, got {len(images)} and {len(K)}")
@@ -121,16 +143,14 @@ class SurroundDepthPipeline:
         present = np.zeros(v, bool)
         resized = {}
         for i, (img, k) in enumerate(zip(images, K)):
-            cam = self.rig.cameras[i]
             if img is None:
-                K_out[i] = cam.resized(self.width, self.height).K
+                K_out[i] = self.rig.cameras[i].resized(self.width, self.height).K
                 continue
-            h, w = img.shape[:2]
-            k = cam.resized(w, h).K if k is None else np.asarray(k, dtype=np.float64)
-            batch[i], k, was_resized = self.to_model(i, img, k, distorted[i] if distorted is not None else None)
+            done = prepared[i] if prepared is not None else None
+            batch[i], K_out[i], was_resized = done if done is not None else \
+                self.model_image(i, img, k, distorted[i] if distorted is not None else None)
             if was_resized:
-                resized[i] = (w, h)
-            K_out[i] = k
+                resized[i] = img.shape[1::-1]
             present[i] = True
         return PreparedBatch(batch, K_out, present, resized)
 
@@ -153,17 +173,19 @@ class SurroundDepthPipeline:
         return SetResult(depth, depth_std, batch.K, batch.images, batch.present, cloud, {}, batch.resized_from)
 
     def run(self, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
-            distorted: Sequence[Calibration | None] | None = None) -> SetResult:
+            distorted: Sequence[Calibration | None] | None = None,
+            prepared: Sequence[tuple[np.ndarray, np.ndarray, bool] | None] | None = None) -> SetResult:
         """One set, through the deployment graph for its input size where there is one; per-stage timings [ms].
         distorted (see `preprocess`): such sets take the undistorting graph (an input grid per camera; no rebuild when a
-        calibration changes) or, on the host path, the undistorting remap."""
+        calibration changes) or, on the host path, the undistorting remap; prepared (see `preprocess`): the host
+        path's per-image work done as the frames arrived (unused when the set takes the graph)."""
         sizes = {img.shape[:2] for img in images if img is not None}
         undistort = distorted is not None and any(c is not None for c in distorted)
         deployment = self.deployment(*sizes.pop()[::-1], undistort) if len(sizes) == 1 and self.composed else None
         if deployment is not None:
             return self._run_composed(deployment, images, K, distorted)
         t0 = time.perf_counter()
-        batch = self.preprocess(images, K, distorted)
+        batch = self.preprocess(images, K, distorted, prepared)
         t1 = time.perf_counter()
         depth, std = self.backend.infer(batch.images, batch.K[:, 0, 0].astype(np.float32))
         t2 = time.perf_counter()

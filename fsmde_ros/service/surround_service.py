@@ -26,6 +26,7 @@ from fsmde_ros.runtime import create_backend
 from fsmde_ros.runtime.base import DepthBackend
 from fsmde_ros.service.calibration import Calibration
 from fsmde_ros.service.diagnostics import NodeHealth
+from fsmde_ros.service.frames import FramePreparer, PreparedImage, prep_workers
 from fsmde_ros.service.mounts import CameraMounts, MountLookup
 from fsmde_ros.service.params import validate_params
 from fsmde_ros.service.pipeline import SetResult, SurroundDepthPipeline
@@ -120,6 +121,8 @@ class SurroundDepthService:
         self.sync = SurroundSynchronizer(rig.names, p["slop"], p["queue_size"], p["camera_timeout"], p["allow_partial"])
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
+        # decode, calibration and the host path's resize of each frame as it arrives (service/frames.py)
+        self.frames = FramePreparer(self._prepare, prep_workers(p["threads"], len(rig)), self.health.count)
         self._camera_info: list[Calibration | None] = [None] * len(rig)  # each camera's last good CameraInfo
         self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
@@ -187,7 +190,28 @@ class SurroundDepthService:
             except MessageError as exc:
                 self.drop(i, "bad_image", str(exc))
                 return []
-        return self.sync.add_ns(i, stamp_ns, msg, now)
+        return self.sync.add_ns(i, stamp_ns, self.frames.submit(i, msg), now)
+
+    def _prepare(self, i: int, msg: Any) -> PreparedImage:
+        """Camera i's per-image work as its frame arrives (in the frame pool): decode, its calibration at that size and,
+        where the set will be resized on the host, the image at the model's size. An undecodable frame is kept with
+        its error (the set drops it, counted as today)."""
+        start = time.perf_counter()
+        try:
+            rgb = self.decoder.image_to_rgb(msg)
+        except MessageError as exc:
+            return PreparedImage(None, error=str(exc))
+        h, w = rgb.shape[:2]
+        cal, _ = self._calibration_at(i, w, h)  # (counted, if unusable, when the set takes the frame)
+        distorted = cal if cal is not None and cal.distorted else None
+        model = None
+        if self.pipeline.resizes_on_host(w, h, distorted is not None):
+            model = self.pipeline.model_image(i, rgb, cal.intrinsics() if cal is not None else None, distorted)
+        return PreparedImage(rgb, cal, model, prep_ms=(time.perf_counter() - start) * 1e3)
+
+    def close(self) -> None:
+        """Stop the frame pool (the node's and `fsmde process`'s end)."""
+        self.frames.close()
 
     def apply_runtime_params(self, changes: dict[str, Any]) -> None:
         """Take new values of the run-time parameters (validated each by the table) from the next set on; ConfigError
@@ -211,37 +235,47 @@ class SurroundDepthService:
     # -- one set --------------------------------------------------------------------------------
     def calibration(self, i: int, width: int, height: int) -> Calibration | None:
         """Camera i's calibration at width x height from its last CameraInfo (scaled when sizes differ); None: the rig's
-        intrinsics (no usable CameraInfo, or one of another aspect ratio)."""
+        intrinsics (no usable CameraInfo, or one of another aspect ratio: dropped, counted and logged)."""
+        cal, problem = self._calibration_at(i, width, height)
+        if problem:
+            self.drop(i, "bad_camera_info", problem)
+        return cal
+
+    def _calibration_at(self, i: int, width: int, height: int) -> tuple[Calibration | None, str | None]:
+        """(`calibration`'s answer, why the CameraInfo was not usable at this size or None), counting nothing."""
         cal = self._camera_info[i]
         if cal is None or (cal.width, cal.height) == (width, height):
-            return cal
+            return cal, None
         sx, sy = width / cal.width, height / cal.height
         if abs(sx / sy - 1.0) > ASPECT_TOLERANCE:
-            self.drop(i, "bad_camera_info", f"CameraInfo size {cal.width}x{cal.height} does not scale to the image's "
-                                            f"{width}x{height} (another aspect ratio); using the rig's intrinsics")
-            return None
-        return cal.scaled(width, height)
+            return None, (f"CameraInfo size {cal.width}x{cal.height} does not scale to the image's {width}x{height} "
+                          "(another aspect ratio); using the rig's intrinsics")
+        return cal.scaled(width, height), None
 
     def run(self, synced: SyncedSet) -> SetOutput | None:
-        """Decode, infer once for all views, post-process; None (counted as failed) when nothing decodes."""
+        """Take the set's prepared frames, infer once for all views, post-process; None (counted as failed) when
+        nothing decodes. Stage timings [ms]: wait_ms (for frames still being prepared: on the critical path),
+        arrival_prep_ms (the frames' own work as they arrived: off it unless waited for), then the pipeline's."""
         start = time.perf_counter()
-        images, cals, messages = [], [], []
-        for i, msg in enumerate(synced.messages):
-            rgb = None
-            if msg is not None:
-                try:
-                    rgb = self.decoder.image_to_rgb(msg)
-                except MessageError as exc:
-                    self.drop(i, "bad_image", str(exc))
-            images.append(rgb)
-            cals.append(self.calibration(i, rgb.shape[1], rgb.shape[0]) if rgb is not None else None)
-            messages.append(msg if rgb is not None else None)
+        images, cals, messages, prepared, arrival_ms = [], [], [], [], 0.0
+        for i, frame in enumerate(synced.messages):
+            got = frame.take() if frame is not None else PreparedImage(None)  # (Frames: on_image queued them)
+            if got.error is not None:
+                self.drop(i, "bad_image", got.error)
+            # the calibration as of now: a CameraInfo that came after the frame (a bag's first set) is still used
+            cal = self.calibration(i, got.rgb.shape[1], got.rgb.shape[0]) if got.rgb is not None else None
+            images.append(got.rgb)
+            cals.append(cal)
+            prepared.append(got.model if _same_calibration(cal, got.calibration) else None)
+            messages.append(frame.msg if got.rgb is not None else None)
+            arrival_ms += got.prep_ms
+        waited_ms = (time.perf_counter() - start) * 1e3
         if all(img is None for img in images):
             self.health.set_failed(now=synced.stamp if self._clock is None else self._clock())
             return None
         result = self.pipeline.run(images, [c.intrinsics() if c is not None else None for c in cals],
-                                   [c if c is not None and c.distorted else None for c in cals])
-        result.timings_ms["decode_ms"] = (time.perf_counter() - start) * 1e3 - sum(result.timings_ms.values())
+                                   [c if c is not None and c.distorted else None for c in cals], prepared)
+        result.timings_ms.update(wait_ms=waited_ms, arrival_prep_ms=arrival_ms)
         for i, (w, h) in result.resized_from.items():
             key = (self.rig.names[i], f"resize {w}x{h}")
             if key not in self._logged:
@@ -311,3 +345,9 @@ class SurroundDepthService:
                 o["summary_at"], o["since_summary"] = now, 0
         self._last_report = now
 
+
+def _same_calibration(a: Calibration | None, b: Calibration | None) -> bool:
+    """Do two calibrations (None: the rig's intrinsics) map an image alike?"""
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.key() == b.key() and np.array_equal(a.intrinsics(), b.intrinsics()))
