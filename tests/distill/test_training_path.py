@@ -164,7 +164,9 @@ def test_shipped_recipes_load_and_chain(tmp_path):
     outputs = {f"{c.out_dir}/student.pt" for c in recipes.values()}
     for name, c in recipes.items():
         assert c.init_checkpoint in (None, *outputs), f"{name}: warm start {c.init_checkpoint} is no recipe's output"
-    assert recipes["synthetic_distill.yaml"].distill == {}  # the bundled student: the full method
+    bundled = recipes["synthetic_distill.yaml"]
+    assert bundled.distill == {}  # the bundled student: the full method ...
+    assert bundled.teacher_only_ratio > 0 and any("gt=none" in spec for spec in bundled.train)  # ... + teacher-only worlds
 
 
 def test_dense_gt_source_supervises_every_pixel_with_depth(tmp_path):
