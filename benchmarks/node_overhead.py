@@ -181,6 +181,30 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
 
 
+def quantize(model: Path, out: Path, rig: str, sets: int = 8) -> None:
+    """The INT8 twin of `model` as a user makes it (`fsmde quantize`), calibrated on synthetic sets at its size."""
+    subprocess.run([sys.executable, "-m", "fsmde_ros", "quantize", str(model), "--calibration",
+                    f"synthetic:{rig}?seed=0&frames={sets}", "--sets", str(sets), "--out", str(out)],
+                   check=True, cwd=REPO, capture_output=True)
+
+
+def report(label: str, bare_backend: "BareBackend", result: dict, in_flight: int) -> None:
+    """One model's rows: bare and node sets/s, node / bare, the host ms per set on the critical path, the stages."""
+    bare = bare_backend.sets / bare_backend.seconds
+    print(f"| {label}: bare ({bare_backend.what}; same process, no ROS) | {bare:.2f} | {1e3 / bare:.1f} | |")
+    print(f"| {label}: node over DDS (closed loop, {in_flight} sets in flight) | {result['sets_per_s']:.2f} | "
+          f"{result['latency_mean_ms']:.1f} | {result['latency_p99_ms']:.1f} |")
+    stages = result["node_stages_ms"]
+    off_path = ("infer_ms", "arrival_prep_ms")  # the backend's compute; the frames' own work as they arrived
+    host = sum(float(v) for k, v in stages.items() if k not in off_path and v not in ("", "n/a"))
+    print(f"{label}: node / bare = {result['sets_per_s'] / bare:.2f}")
+    print(f"{label}: host ms per set = {host:.1f}")
+    if "arrival_prep_ms" in stages:
+        print(f"{label}: per-image work as frames arrive = {float(stages['arrival_prep_ms']):.1f} ms per set (off the "
+              "critical path but for what the set waited for: wait_ms)")
+    print(f"{label}: node stages (mean, from /diagnostics):", ", ".join(f"{k} {v} ms" for k, v in stages.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rig", default="ddad")
@@ -197,37 +221,38 @@ def main() -> None:
                     help="the node's deployment_graph parameter (the bare run follows it)")
     ap.add_argument("--backend", default="auto", help="the node's backend (the bare run uses the same)")
     ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"), help="TensorRT precision")
+    ap.add_argument("--int8", action="store_true",
+                    help="also the student's INT8 twin (fsmde quantize; precision int8), node and bare, in the same run")
     args = ap.parse_args()
     from fsmde_ros.data.synthetic import SyntheticSurround
 
     w_in, h_in = (int(v) for v in args.input_size.lower().split("x")) if args.input_size else (args.width, args.height)
     frame = SyntheticSurround(args.rig, height=h_in, width=w_in, frames=1)[0]
-    node_params = [f"deployment_graph={args.deployment_graph}", f"backend={args.backend}",
-                   f"precision={args.precision}", *args.node_param]
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "student.onnx"
         export_student(model, args.rig, args.height, args.width)
-        bare_backend = BareBackend(model, frame["images"], frame["K"], args.rig, args.deployment_graph, args.backend,
-                                   args.precision)
-        result = node_vs_bare(model, args.rig, frame, args.in_flight, args.seconds, args.windows, bare_backend,
-                              node_params)
-        bare, name = bare_backend.sets / bare_backend.seconds, bare_backend.backend.name
-    print(f"# {args.rig} rig, 6 x {w_in}x{h_in} images -> model {args.height}x{args.width}, {name}, untrained "
-          f"fsmde_mnv3l student; node parameters {' '.join(node_params)}")
+        models = [(args.precision, model)]
+        if args.int8:
+            quantize(model, Path(tmp) / "student_int8.onnx", args.rig)
+            models.append(("int8", Path(tmp) / "student_int8.onnx"))
+        for precision, path in models:
+            params = [f"deployment_graph={args.deployment_graph}", f"backend={args.backend}", f"precision={precision}",
+                      *args.node_param]
+            bare_backend = BareBackend(path, frame["images"], frame["K"], args.rig, args.deployment_graph, args.backend,
+                                       precision)
+            result = node_vs_bare(path, args.rig, frame, args.in_flight, args.seconds, args.windows, bare_backend, params)
+            runs.append((precision, params, bare_backend, result))
+    print(f"# {args.rig} rig, 6 x {w_in}x{h_in} images -> model {args.height}x{args.width}, "
+          f"{runs[0][2].backend.name}, untrained fsmde_mnv3l student; node parameters {' '.join(runs[0][1])}")
     print("| path | sets/s | latency mean [ms] | latency p99 [ms] |")
     print("|---|---:|---:|---:|")
-    print(f"| bare ({bare_backend.what}; same process, no ROS) | {bare:.2f} | {1e3 / bare:.1f} | |")
-    print(f"| node over DDS (closed loop, {args.in_flight} sets in flight) | {result['sets_per_s']:.2f} | "
-          f"{result['latency_mean_ms']:.1f} | {result['latency_p99_ms']:.1f} |")
-    print(f"node / bare = {result['sets_per_s'] / bare:.2f}")
-    stages = result["node_stages_ms"]
-    off_path = ("infer_ms", "arrival_prep_ms")  # the backend's compute; the frames' own work as they arrived
-    host = sum(float(v) for k, v in stages.items() if k not in off_path and v not in ("", "n/a"))
-    print(f"host ms per set = {host:.1f}")
-    if "arrival_prep_ms" in stages:
-        print(f"per-image work as frames arrive = {float(stages['arrival_prep_ms']):.1f} ms per set (off the critical "
-              "path but for what the set waited for: wait_ms)")
-    print("node stages (mean, from /diagnostics):", ", ".join(f"{k} {v} ms" for k, v in stages.items()))
+    for precision, _, bare_backend, result in runs:
+        report("INT8 twin" if precision == "int8" else "student", bare_backend, result, args.in_flight)
+    if len(runs) == 2:
+        (_, _, b32, r32), (_, _, b8, r8) = runs
+        print(f"INT8 / FP32: bare {(b8.sets / b8.seconds) / (b32.sets / b32.seconds):.2f}, "
+              f"node {r8['sets_per_s'] / r32['sets_per_s']:.2f} (sets/s, one run)")
 
 
 if __name__ == "__main__":

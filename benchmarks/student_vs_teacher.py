@@ -3,8 +3,10 @@
 Both networks take the same six uint8 views at the same resolution through the same backend
 (ONNX Runtime; CPU here, CUDA/TensorRT providers where present) in one run. The teacher is
 built from its config through `transformers` with random weights: same architecture, same cost.
+The default student also runs as its INT8 twin (`fsmde quantize`: QDQ, convolutions int8, calibrated
+on synthetic sets at this size), beside its FP32 graph in the same run.
 
-    .venv/bin/python benchmarks/student_vs_teacher.py [--height 196 --width 322 --threads 2]
+    .venv/bin/python benchmarks/student_vs_teacher.py [--height 196 --width 322 --threads 2] [--no-int8]
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fsmde_ros.export.onnx import StudentForExport  # noqa: E402
+from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
+from fsmde_ros.export.onnx import StudentForExport, export_onnx  # noqa: E402
+from fsmde_ros.export.quantize import quantize_student  # noqa: E402
 from fsmde_ros.model.student import create_student  # noqa: E402
 
 VIEWS = 6
@@ -95,6 +99,20 @@ def time_onnx(path: Path, feed: dict, threads: int, repeats: int) -> tuple[float
     return statistics.median(times), session.get_providers()[0]
 
 
+def int8_row(student, tmp: Path, args, feed: dict, fp32_row: tuple) -> tuple:
+    """The default student's INT8 twin: exported with the ONNX contract, quantised as `fsmde quantize` does."""
+    frames = SyntheticSurround("ddad", height=args.height, width=args.width, frames=args.calibration_sets)
+    sets = [(frames[i]["images"], frames[i]["K"][:, 0, 0].astype(np.float32)) for i in range(len(frames))]
+    fp32 = tmp / "default_fp32.onnx"
+    export_onnx(student, fp32, args.height, args.width, sets[0][0], sets[0][1], rig="ddad")
+    int8 = quantize_student(fp32, sets, tmp / "default_int8.onnx")
+    t_fp32, _ = time_onnx(fp32, feed, args.threads, args.repeats)  # the graph it was quantised from, timed again
+    t, _ = time_onnx(int8, feed, args.threads, args.repeats)
+    print(f"INT8 / FP32 sets/s (default student, the same contract export, one after the other) = {t_fp32 / t:.2f}",
+          flush=True)
+    return f"{fp32_row[0]} INT8 (QDQ, convolutions int8)", fp32_row[1], fp32_row[2], t  # same parameters and FLOPs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--height", type=int, default=196, help="image height (a multiple of 14 for the ViT teacher)")
@@ -102,6 +120,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--repeats", type=int, default=15, help="timed runs per student (teacher: a third)")
     parser.add_argument("--quick", action="store_true", help="the default student only")
+    parser.add_argument("--no-int8", action="store_true", help="skip the default student's INT8 twin")
+    parser.add_argument("--calibration-sets", type=int, default=8, help="synthetic sets calibrating the INT8 twin")
     args = parser.parse_args()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -123,6 +143,8 @@ def main() -> None:
             t, _ = time_onnx(path, feed, args.threads, args.repeats)
             label = f"student: {name}" + (f" {overrides}" if overrides else "")
             rows.append((label, sum(p.numel() for p in student.parameters()), flops(student, inputs), t))
+            if name == CANDIDATES[0][0] and not overrides and not args.no_int8:
+                rows.append(int8_row(student.student, Path(tmp), args, feed, rows[-1]))
     print(f"# {VIEWS} views x {args.height}x{args.width}, ONNX Runtime {ort.__version__} {provider}, "
           f"{args.threads} threads, {platform.processor() or platform.machine()}, torch {torch.__version__}")
     print(f"| model | params [M] | GFLOPs / set | latency [ms] | sets/s | speed-up vs teacher |")

@@ -10,6 +10,7 @@ from fsmde_ros.errors import MissingFileError
 
 PACKAGE = "fsmde_ros"
 DEFAULT_MODEL = "models/fsmde_default.onnx"  # the bundled student, relative to the share directory
+DEFAULT_INT8_MODEL = "models/fsmde_default_int8.onnx"  # its INT8 twin (fsmde quantize): precision int8's default
 FASTDDS_PROFILE = "config/fastdds_shm.xml"  # 64 MB shared-memory segments: large images are not lost
 CACHE_DIR = "~/.cache/fsmde_ros"
 DATASET_CACHE_DIR = CACHE_DIR + "/datasets"  # rendered synthetic worlds and dataset items at a size
@@ -64,12 +65,13 @@ def use_fastdds_profile(env: dict | None = None) -> dict:
     return env
 
 
-def resolve_model(model: str | Path | None, option: str = "model:=") -> Path:
-    """The model file to run: `model`, or the bundled default when empty; MissingFileError when absent.
+def resolve_model(model: str | Path | None, option: str = "model:=", int8: bool = False) -> Path:
+    """The model file to run: `model`, or the bundled default when empty (its INT8 twin with int8: precision int8);
+    MissingFileError when absent.
 
     option: how the user passes a model in the calling tool (`model:=` for the node, `--model ` for a command).
     """
-    path = Path(model).expanduser() if model else share_dir() / DEFAULT_MODEL
+    path = Path(model).expanduser() if model else share_dir() / (DEFAULT_INT8_MODEL if int8 else DEFAULT_MODEL)
     if not path.is_file():
         hint = "the bundled default student is missing from this install" if not model else "check the path"
         raise MissingFileError(f"model {path} not found ({hint}); export one with `fsmde export` and pass "

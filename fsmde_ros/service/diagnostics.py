@@ -59,7 +59,8 @@ class NodeHealth:
         self.camera_errors = {n: collections.Counter() for n in self.camera_names}
         self.silent: list[str] = []
         self.consistency: dict[str, float] = {}
-        self.sync_counters: dict[str, int] = {}  # the synchroniser's sets and drops (stale, overflow, ...)
+        # the synchroniser's sets and drops (stale, overflow, ...) and the dropped frames whose work was cancelled/wasted
+        self.sync_counters: dict[str, int] = {}
         self.started: float | None = None  # time of the first event [s]: cameras never heard from count from it
         self.heard = {n: False for n in self.camera_names}
         self._last_failure = -np.inf

@@ -12,6 +12,7 @@ else is spent on it. The counts are in /diagnostics.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import weakref
@@ -75,13 +76,23 @@ def prep_workers(threads: int, cameras: int) -> int:
 
 class FramePreparer:
     """Runs `prepare(camera index, message) -> PreparedImage` for each arriving frame on a pool of `workers`
-    threads (0: at once, in the caller's thread); `count(key, n)` receives the cancelled and wasted counts."""
+    threads (0: at once, in the caller's thread); `counts()` says how many dropped frames were cancelled or wasted."""
 
-    def __init__(self, prepare: Callable[[int, Any], PreparedImage], workers: int,
-                 count: Callable[[str, int], None]):
-        self._prepare, self._count = prepare, count
+    def __init__(self, prepare: Callable[[int, Any], PreparedImage], workers: int):
+        self._prepare = prepare
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fsmde_frames") if workers > 0 else None
         self.workers = workers
+        # a freed frame's outcome, appended by its finalizer: a deque takes it without a lock, in whatever thread (and
+        # at whatever point: a frame in a reference cycle is freed by the garbage collector) the frame was freed in
+        self._freed: collections.deque[str] = collections.deque()
+        self._totals: collections.Counter[str] = collections.Counter()
+
+    def counts(self) -> dict[str, int]:
+        """{"frames_cancelled": n, "frames_wasted": m}: dropped frames whose work was cancelled before it began, or
+        done for nothing, since the start."""
+        while self._freed:
+            self._totals[self._freed.popleft()] += 1
+        return {key: self._totals[key] for key in ("frames_cancelled", "frames_wasted")}
 
     def submit(self, i: int, msg: Any) -> Frame:
         """Start camera i's per-image work on `msg`; the returned Frame goes where the message went."""
@@ -95,7 +106,7 @@ class FramePreparer:
             future = self._pool.submit(self._prepare, i, msg)
         state = _State()
         frame = Frame(msg, future, state)
-        weakref.finalize(frame, _freed, future, state, self._count)
+        weakref.finalize(frame, _freed, future, state, self._freed)
         return frame
 
     def close(self) -> None:
@@ -104,8 +115,7 @@ class FramePreparer:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _freed(future: Future, state: _State, count: Callable[[str, int], None]) -> None:
+def _freed(future: Future, state: _State, outcomes: collections.deque) -> None:
     """A frame was freed: nothing to count when a set took it; else its work is cancelled or was wasted."""
-    if state.taken:
-        return
-    count("frames_cancelled" if future.cancel() else "frames_wasted", 1)
+    if not state.taken:
+        outcomes.append("frames_cancelled" if future.cancel() else "frames_wasted")

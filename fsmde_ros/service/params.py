@@ -69,7 +69,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("rig", "ddad", "camera rig preset (ddad, nuscenes) or path to a rig YAML; gives topics, frames, "
               "intrinsics (used when no CameraInfo arrives) and mounts"),
     ParamSpec("model", "", "exported student (.onnx; a .pt checkpoint with backend torch); empty = the bundled "
-              "default in share/fsmde_ros/models"),
+              "default in share/fsmde_ros/models (its INT8 twin with precision int8)"),
     ParamSpec("backend", "auto", "inference backend; auto tries tensorrt, then onnxruntime with TensorRT/CUDA, "
               "then the CPU, and logs why each was skipped", choices=BACKENDS),
     ParamSpec("precision", "fp16", "inference precision: fp16 / fp32 TensorRT engines; int8 runs an INT8 (QDQ) "

@@ -122,7 +122,7 @@ class SurroundDepthService:
         self.health = NodeHealth(rig.names, backend.name, backend.precision, p["camera_timeout"])
         self.consistency_rig = rig.resized(backend.width, backend.height).strided(CONSISTENCY_SUBSAMPLE)
         # decode, calibration and the host path's resize of each frame as it arrives (service/frames.py)
-        self.frames = FramePreparer(self._prepare, prep_workers(p["threads"], len(rig)), self.health.count)
+        self.frames = FramePreparer(self._prepare, prep_workers(p["threads"], len(rig)))
         self._camera_info: list[Calibration | None] = [None] * len(rig)  # each camera's last good CameraInfo
         self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
@@ -136,7 +136,7 @@ class SurroundDepthService:
         """Validate `params` (the node's), load the rig (`rig` overrides p['rig']), resolve and start the model."""
         p = validate_params(params)
         rig = rig if isinstance(rig, CameraRig) else load_rig(rig or p["rig"])
-        model = resolve_model(p["model"], model_option)
+        model = resolve_model(p["model"], model_option, int8=p["precision"] == "int8")
         backend = start_backend(p, model)
         if backend.views != len(rig):
             raise ConfigError(f"the model takes {backend.views} views but rig {rig.name!r} has {len(rig)} cameras; "
@@ -308,7 +308,8 @@ class SurroundDepthService:
         silent += [n for n in self.health.never_heard(now) if n not in silent]
         self.health.silent = silent
         stats = self.sync.stats
-        self.health.sync_counters = {f"sync {k}": v for k, v in dataclasses.asdict(stats).items()}
+        self.health.sync_counters = {**{f"sync {k}": v for k, v in dataclasses.asdict(stats).items()},
+                                     **self.frames.counts()}
         seen = self._reported
         if set(silent) - seen["silent"]:
             self.warn(f"cameras silent (nothing for {self.p['camera_timeout']:g} s): {', '.join(silent)}; check the "

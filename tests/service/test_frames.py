@@ -82,34 +82,37 @@ def test_a_dropped_frames_work_is_counted_and_freed(model):
     service.on_image(0, 2 * 10**9, _native(), now=2.0)  # overflow: the first frame is dropped
     gc.collect()
     assert service.sync.stats.dropped_overflow == 1
-    assert service.health.counters["frames_wasted"] == 1
+    assert service.frames.counts() == {"frames_cancelled": 0, "frames_wasted": 1}
     assert first() is None, "the dropped frame's prepared image was freed"
     for i in range(1, 6):  # the set of the second frame is used: nothing more counted as wasted
         sets = service.on_image(i, 2 * 10**9, _native(), now=2.0)
     assert service.run(sets[0]) is not None
     del sets
     gc.collect()
-    assert service.health.counters["frames_wasted"] == 1
+    assert service.frames.counts()["frames_wasted"] == 1
     status = {name: values for name, _, _, values in service.report(3.0)}
     assert status["surround_depth: pipeline"]["frames_wasted"] == "1"
 
 
 def test_work_not_started_when_a_frame_is_dropped_is_cancelled():
-    counts, release = {}, threading.Event()
+    release, ran = threading.Event(), []
 
     def prepare(i, msg):
+        ran.append(msg)
         release.wait(5.0)
         return PreparedImage(np.zeros((2, 2, 3), np.uint8))
-    preparer = FramePreparer(prepare, workers=1, count=lambda k, n: counts.__setitem__(k, counts.get(k, 0) + n))
+    preparer = FramePreparer(prepare, workers=1)
     try:
         running = preparer.submit(0, "a")
         queued = [preparer.submit(0, "b"), preparer.submit(0, "c")]
         del queued  # dropped while waiting for the pool: never run
-        assert counts == {"frames_cancelled": 2}
+        assert preparer.counts() == {"frames_cancelled": 2, "frames_wasted": 0}
         release.set()
         assert running.take().rgb.shape == (2, 2, 3)
         del running
-        assert counts == {"frames_cancelled": 2}, "a frame a set took is neither cancelled nor wasted"
+        preparer.close()
+        assert ran == ["a"] and preparer.counts() == {"frames_cancelled": 2, "frames_wasted": 0}, \
+            "a frame a set took is neither cancelled nor wasted"
     finally:
         release.set()
         preparer.close()
