@@ -181,7 +181,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
 
 
-def quantize(model: Path, out: Path, rig: str, sets: int = 8) -> None:
+def quantize(model: Path, out: Path, rig: str, sets: int = 4) -> None:
     """The INT8 twin of `model` as a user makes it (`fsmde quantize`), calibrated on synthetic sets at its size."""
     subprocess.run([sys.executable, "-m", "fsmde_ros", "quantize", str(model), "--calibration",
                     f"synthetic:{rig}?seed=0&frames={sets}", "--sets", str(sets), "--out", str(out)],

@@ -69,7 +69,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     per = max(1, args.sets // len(datasets))
     sets = [(ds[i]["images"], ds[i]["K"][:, 0, 0]) for ds in datasets
             for i in np.linspace(0, len(ds) - 1, min(per, len(ds))).round().astype(int)]
-    out = quantize_student(args.model, sets, args.out, args.method)
+    out = quantize_student(args.model, sets, args.out, args.method, args.keep_float_stride)
     print(f"[quantize] {out}: INT8 (QDQ) twin of {args.model}, {args.method} calibration on {len(sets)} sets; run it "
           "with precision:=int8")
     return 0

@@ -3,7 +3,10 @@
 Calibrated on surround sets of a dataset spec at the model's size (the images and focal lengths the node would
 feed it). Only the convolutions are quantised (the encoder, the ring fusion, the decoder: nearly all the
 multiply-adds); the input's cast and normalisation, the depth-bin head (its logits, the softmax over the bins,
-the expectation and the std) stay in float, where 8 bits would cost accuracy for no speed. Weights per channel,
+the expectation and the std) stay in float, where 8 bits would cost accuracy for no speed. So do the
+convolutions at half and a quarter of the input resolution (`keep_float_stride`): on the bundled student they
+cost most of the accuracy (abs_rel on 4 held-out worlds +5.2 % with every convolution int8, +1.4 % with the
+encoder's first stages in float; docs/benchmarks.md). Weights per channel,
 activations per tensor, both symmetric int8: what TensorRT's explicit quantisation takes (precision:=int8 builds
 an INT8 engine from it) and what ONNX Runtime runs on a CPU. The I/O contract stays: uint8 images in, float32
 depth and depth_std out.
@@ -21,10 +24,27 @@ from fsmde_ros.errors import ConfigError
 from fsmde_ros.model.contract import read_model_info
 
 CALIBRATION_METHODS = ("percentile", "entropy", "minmax")
+def high_resolution_convs(model: onnx.ModelProto, stride: int) -> list[str]:
+    """Names of the Conv nodes whose output is at 1/stride of the input image's resolution or finer (symbolic shape
+    inference on the model's fixed input size)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    height = next(i for i in inferred.graph.input if i.name == "images").type.tensor_type.shape.dim[1].dim_value
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    names = []
+    for node in inferred.graph.node:
+        shape = dims.get(node.output[0]) if node.op_type == "Conv" else None
+        if shape and len(shape) == 4 and shape[2] and shape[2] * stride >= height:
+            names.append(node.name)
+    return names
+
+
 def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np.ndarray]], out: str | Path,
-                     method: str = "percentile") -> Path:
+                     method: str = "percentile", keep_float_stride: int = 4) -> Path:
     """Write the INT8 (QDQ) twin of the student at model_path to `out`, calibrated on `sets` of (images uint8
-    [V,H,W,3], focal_px float32 [V]); the student's metadata carried over, with precision int8 and the method."""
+    [V,H,W,3], focal_px float32 [V]); the student's metadata carried over, with precision int8 and the method.
+    keep_float_stride: convolutions at 1/keep_float_stride of the input resolution or finer stay float (0: none)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in CALIBRATION_METHODS:
@@ -49,16 +69,18 @@ def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np
     out.parent.mkdir(parents=True, exist_ok=True)
     calibrate = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
                  "minmax": CalibrationMethod.MinMax}[method]
+    kept = high_resolution_convs(onnx.load(str(model_path)), keep_float_stride) if keep_float_stride else []
     with tempfile.TemporaryDirectory(prefix="fsmde_quantize_") as tmp:
         staged = Path(tmp) / "student_int8.onnx"
         quantize_static(str(model_path), str(staged), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        op_types_to_quantize=["Conv"], calibrate_method=calibrate,
+                        op_types_to_quantize=["Conv"], calibrate_method=calibrate, nodes_to_exclude=kept,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
         model = onnx.load(str(staged))
     meta = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
-    meta.update({"precision": "int8", "quantization": f"QDQ int8 symmetric, Conv only, {method} calibration on "
-                                                       f"{len(feeds)} sets"})
+    meta.update({"precision": "int8", "quantization": f"QDQ int8 symmetric, Conv only ({len(kept)} at 1/"
+                                                       f"{keep_float_stride} resolution or finer kept float), {method} "
+                                                       f"calibration on {len(feeds)} sets"})
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, meta)
     onnx.save(model, str(out))
