@@ -40,6 +40,18 @@ def add_size(p: argparse.ArgumentParser, height: int = 192, width: int = 320) ->
     g.add_argument("--width", type=int, default=width, help="image width [px]")
 
 
+def add_calibration(p, required: bool) -> None:
+    """The INT8 calibration options of `fsmde quantize` and `fsmde export --precision int8`."""
+    p.add_argument("--calibration", nargs="+", required=required, metavar="SPEC",
+                   help="dataset specs whose sets calibrate the activations (e.g. synthetic:ddad?seed=3&frames=8)")
+    p.add_argument("--sets", type=int, default=16, help="calibration sets at most, spread over the specs")
+    p.add_argument("--method", default="percentile", choices=("percentile", "entropy", "minmax"),
+                   help="activation range calibration (percentile measured best: docs/benchmarks.md)")
+    p.add_argument("--keep-float-stride", type=int, default=4, metavar="S",
+                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); 4 measured "
+                        "best on the bundled student (docs/benchmarks.md)")
+
+
 def add_dataset_cache(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=DATASET_CACHE_DIR, help="rendered-dataset cache")
 
@@ -113,8 +125,12 @@ def _export(sub) -> None:
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     trt = export.add_argument_group("TensorRT (needs an NVIDIA GPU and the `gpu` extra)")
     trt.add_argument("--tensorrt", action="store_true", help="also build the TensorRT engine into the cache")
-    trt.add_argument("--precision", default="fp16", choices=PRECISIONS, help="engine precision")
+    trt.add_argument("--precision", default="fp16", choices=PRECISIONS,
+                     help="engine precision; int8 writes --out as the INT8 (QDQ) student (needs --calibration)")
     trt.add_argument("--engine-cache-dir", type=Path, default=None, help=f"engine cache (default {ENGINE_CACHE_DIR})")
+    int8 = export.add_argument_group("INT8 (--precision int8: --out is the INT8 student, X_fp32.onnx beside it)")
+    add_calibration(int8, required=False)
+    add_dataset_cache(int8)
     add_size(export)
     export.set_defaults(func=_handler("cmd_export"))
 
@@ -242,14 +258,7 @@ def _quantize(sub) -> None:
     q = sub.add_parser("quantize", help="an INT8 (QDQ) twin of an exported student, calibrated on a dataset spec",
                        formatter_class=HelpFormatter)
     q.add_argument("model", type=Path, help="the exported student (.onnx), any that keeps the contract")
-    q.add_argument("--calibration", nargs="+", required=True, metavar="SPEC",
-                   help="dataset specs whose sets calibrate the activations (e.g. synthetic:ddad?seed=3&frames=8)")
-    q.add_argument("--sets", type=int, default=16, help="calibration sets at most, spread over the specs")
-    q.add_argument("--method", default="percentile", choices=("percentile", "entropy", "minmax"),
-                   help="activation range calibration (percentile measured best: docs/benchmarks.md)")
-    q.add_argument("--keep-float-stride", type=int, default=4, metavar="S",
-                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); 4 measured "
-                        "best on the bundled student (docs/benchmarks.md)")
+    add_calibration(q, required=True)
     q.add_argument("--out", type=Path, required=True, help="the INT8 student to write (.onnx)")
     add_dataset_cache(q)
     q.set_defaults(func=_handler("cmd_quantize"))

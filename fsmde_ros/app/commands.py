@@ -56,7 +56,8 @@ def cmd_rig_check(args: argparse.Namespace) -> int:
     return 0 if fits else 2
 
 
-def cmd_quantize(args: argparse.Namespace) -> int:
+def _quantize(model: Path, args: argparse.Namespace, out: Path) -> Path:
+    """The INT8 twin of `model` at `out`, calibrated on up to args.sets sets spread over args.calibration's specs."""
     import numpy as np
 
     from fsmde_ros.data.surround import CachedDataset
@@ -64,14 +65,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from fsmde_ros.model.contract import read_model_info
 
     _register_bag_datasets()
-    info = read_model_info(args.model)
-    datasets = [CachedDataset(spec, info["height"], info["width"], args.cache_dir) for spec in args.calibration]
+    info = read_model_info(model)
+    datasets = [CachedDataset(spec, info["height"], info["width"], args.cache_dir)
+                for spec in args.calibration]
     per = max(1, args.sets // len(datasets))
     sets = [(ds[i]["images"], ds[i]["K"][:, 0, 0]) for ds in datasets
             for i in np.linspace(0, len(ds) - 1, min(per, len(ds))).round().astype(int)]
-    out = quantize_student(args.model, sets, args.out, args.method, args.keep_float_stride)
-    print(f"[quantize] {out}: INT8 (QDQ) twin of {args.model}, {args.method} calibration on {len(sets)} sets; run it "
+    quantize_student(model, sets, out, args.method, args.keep_float_stride)
+    print(f"[quantize] {out}: INT8 (QDQ) twin of {model}, {args.method} calibration on {len(sets)} sets; run it "
           "with precision:=int8")
+    return out
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    _quantize(args.model, args, args.out)
     return 0
 
 
@@ -177,6 +184,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fsmde_ros.model.checkpoint import load_student
     from fsmde_ros.model.student import create_student
 
+    if args.precision == "int8" and not args.calibration:
+        raise ConfigError("--precision int8 writes an INT8 (QDQ) student calibrated on dataset sets: pass --calibration "
+                          "SPEC... (e.g. the training data's spec)")
     if args.checkpoint:
         student = load_student(args.checkpoint)
         source = str(args.checkpoint)
@@ -188,10 +198,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     frame = SyntheticSurround(rig, seed=args.seed, height=args.height, width=args.width, frames=1)[0]
     focal = frame["K"][:, 0, 0].astype("float32")
     print(f"[export] {source} -> {args.out} at {args.height}x{args.width}, verifying on a synthetic {rig.name} frame")
-    errors = export_onnx(student, args.out, args.height, args.width, frame["images"], focal, rig=rig.name,
+    float_out = args.out.with_name(args.out.stem + "_fp32.onnx") if args.precision == "int8" else args.out
+    errors = export_onnx(student, float_out, args.height, args.width, frame["images"], focal, rig=rig.name,
                          opset=args.opset, extra_metadata={"source": source})
-    print(f"[export] wrote {args.out}; ONNX Runtime vs PyTorch relative error: "
+    print(f"[export] wrote {float_out}; ONNX Runtime vs PyTorch relative error: "
           + ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    if args.precision == "int8":
+        _quantize(float_out, args, args.out)
     if args.tensorrt:
         from fsmde_ros.runtime.engine_build import ensure_engine
 

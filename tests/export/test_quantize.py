@@ -88,3 +88,16 @@ def test_the_shipped_int8_twin_is_the_bundled_students_and_precision_int8s_defau
     assert np.median(np.abs(q - fp32) / fp32) < 0.05, "the twin is not the bundled student's: quantise it again"
     assert resolve_model("", int8=True).resolve() == TWIN.resolve()
     assert resolve_model("").resolve() == MODEL.resolve()
+
+
+def test_export_precision_int8_writes_the_int8_student_from_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "student_int8.onnx"
+    assert main(["export", "--student", "fsmde_mnv3l", "--out", str(out), "--height", "64", "--width", "96",
+                 "--precision", "int8"]) == 2  # no calibration: refused, nothing written
+    assert "--calibration" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "--student", "fsmde_mnv3l", "--out", str(out), "--height", "64", "--width", "96",
+                 "--precision", "int8", "--calibration", "synthetic:ddad?seed=5&frames=2", "--sets", "2",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert is_quantized(out) and not is_quantized(tmp_path / "student_int8_fp32.onnx")
+    info = read_model_info(out)
+    assert (info["height"], info["width"], info["metadata"]["precision"]) == (64, 96, "int8")
