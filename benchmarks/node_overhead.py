@@ -52,6 +52,7 @@ class BareBackend:
 
     def __init__(self, model: Path, images: np.ndarray, K: np.ndarray, rig: str, deployment_graph: str = "auto",
                  backend: str = "auto", precision: str = "fp16"):
+        from fsmde_ros.geometry.resize import resize_on_host
         from fsmde_ros.geometry.rig import load_rig
         from fsmde_ros.runtime import create_backend
         from fsmde_ros.service.pipeline import SurroundDepthPipeline
