@@ -69,7 +69,8 @@ def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np
     out.parent.mkdir(parents=True, exist_ok=True)
     calibrate = {"percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy,
                  "minmax": CalibrationMethod.MinMax}[method]
-    kept = high_resolution_convs(onnx.load(str(model_path)), keep_float_stride) if keep_float_stride else []
+    source = onnx.load(str(model_path))  # read once: the convolutions to keep float and the metadata to carry over
+    kept = high_resolution_convs(source, keep_float_stride) if keep_float_stride else []
     with tempfile.TemporaryDirectory(prefix="fsmde_quantize_") as tmp:
         staged = Path(tmp) / "student_int8.onnx"
         quantize_static(str(model_path), str(staged), Reader(), quant_format=QuantFormat.QDQ,
@@ -77,7 +78,7 @@ def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np
                         op_types_to_quantize=["Conv"], calibrate_method=calibrate, nodes_to_exclude=kept,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
         model = onnx.load(str(staged))
-    meta = {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
+    meta = {p.key: p.value for p in source.metadata_props}
     meta.update({"precision": "int8", "quantization": f"QDQ int8 symmetric, Conv only ({len(kept)} at 1/"
                                                        f"{keep_float_stride} resolution or finer kept float), {method} "
                                                        f"calibration on {len(feeds)} sets"})

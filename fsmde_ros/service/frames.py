@@ -76,12 +76,11 @@ def prep_workers(threads: int, cameras: int) -> int:
 
 class FramePreparer:
     """Runs `prepare(camera index, message) -> PreparedImage` for each arriving frame on a pool of `workers`
-    threads (0: at once, in the caller's thread); `counts()` says how many dropped frames were cancelled or wasted."""
+    threads; `counts()` says how many dropped frames were cancelled or wasted."""
 
     def __init__(self, prepare: Callable[[int, Any], PreparedImage], workers: int):
         self._prepare = prepare
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fsmde_frames") if workers > 0 else None
-        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fsmde_frames")
         # a freed frame's outcome, appended by its finalizer: a deque takes it without a lock, in whatever thread (and
         # at whatever point: a frame in a reference cycle is freed by the garbage collector) the frame was freed in
         self._freed: collections.deque[str] = collections.deque()
@@ -96,14 +95,7 @@ class FramePreparer:
 
     def submit(self, i: int, msg: Any) -> Frame:
         """Start camera i's per-image work on `msg`; the returned Frame goes where the message went."""
-        if self._pool is None:
-            future: Future = Future()
-            try:
-                future.set_result(self._prepare(i, msg))
-            except Exception as exc:  # noqa: BLE001 - raised again where the set takes it, as from the pool
-                future.set_exception(exc)
-        else:
-            future = self._pool.submit(self._prepare, i, msg)
+        future = self._pool.submit(self._prepare, i, msg)
         state = _State()
         frame = Frame(msg, future, state)
         weakref.finalize(frame, _freed, future, state, self._freed)
@@ -111,8 +103,7 @@ class FramePreparer:
 
     def close(self) -> None:
         """Stop the pool (work not started is cancelled); frames still held are freed as usual."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _freed(future: Future, state: _State, outcomes: collections.deque) -> None:
