@@ -1,7 +1,7 @@
 """The package's layers, held from its own imports (ast): no cycles, ROS only in ros/, lower never imports higher.
 
-The data path, top to bottom: geometry -> data -> model -> distill / export -> runtime ->
-service -> ros -> app (docs/architecture.md). A folder may import the folders listed for it
+The data path, top to bottom: geometry -> data -> model -> runtime -> service -> ros -> app, with
+distill and export beside runtime as leaves only app imports (docs/architecture.md). A folder may import the folders listed for it
 in ALLOWED and the flat top-level modules; nothing else.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ ALLOWED = {  # folder -> the folders it may import (written once, here)
     "model": {"geometry"},
     "distill": {"geometry", "data", "model"},
     "export": {"geometry", "data", "model"},
-    "runtime": {"geometry", "model", "export"},
+    "runtime": {"geometry", "model"},
     "service": {"geometry", "model", "runtime"},
     "ros": {"geometry", "data", "model", "runtime", "service"},
     "app": {"geometry", "data", "model", "distill", "export", "runtime", "service", "ros"},
