@@ -5,7 +5,9 @@ what the node publishes: it resizes them (a centre crop to the model's aspect ra
 an integer box average, then bilinear for the rest), runs the student, marks depth outside [min, max]
 with REP-117's -Inf / +Inf and computes the fused cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
 handover) as fixed-size tensors with a validity mask. TensorRT runs it all on the GPU, ONNX Runtime
-in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes.
+in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes. The run-time
+side (feeds, outputs by name, the compaction) is runtime/deployment.py's DeploymentGraph. Every node the graph
+adds is named FP32_LAYER_PREFIX*: FP16 engines keep those layers FP32 (runtime/engine_build.py).
 
 What may change while the node runs is an input, never a constant (so never an engine rebuild):
 K at the model's resolution, the camera poses, the depth bounds, the std ratio, which cameras are
