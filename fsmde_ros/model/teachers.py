@@ -28,11 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from fsmde_ros.errors import ConfigError, MissingFileError
+from fsmde_ros.model.config import IMAGENET_MEAN, IMAGENET_STD  # what DINOv2 / Depth Anything were trained with
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB normalisation DINOv2 / Depth Anything were trained with
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH_SIZE = 14  # DINOv2 ViT/14: the network input must be a multiple of 14 px on both sides
 MIN_DEPTH_FOR_DISPARITY_M = 1e-3  # metric DA checkpoints output depth; disparity = 1 / max(depth, this)
 # Which intermediate features DepthAnythingTeacher returns (DPT neck, fused coarse-to-fine, or the ViT):
