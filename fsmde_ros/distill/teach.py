@@ -7,9 +7,10 @@ Layout of a cache directory:
 - `teacher.json`: teacher name and spec, dataset length, resolution (views, height, width),
   feature shape, and whether every item is written (`complete`).
 Files are written atomically (temp file + rename), so an interrupted run resumes by skipping
-the items already written. `WithTeacherCache(dataset, out_dir)` puts the cached predictions into
-each item as `teacher` (and `teacher_features`), which is where the trainer looks for them
-(`fsmde_ros.model.teachers.teacher_output`).
+the items already written. `fsmde teach` writes one cache per dataset under its --out root, named by
+the dataset's key; the trainer reads it with `TeacherCache` and `attach` puts
+each set's predictions into the item as `teacher` (and `teacher_features`), where the losses look for
+them (`fsmde_ros.model.teachers.teacher_output`).
 """
 from __future__ import annotations
 
@@ -237,28 +238,9 @@ class TeacherCache:
             raise ConfigError(f"{path}: relative has shape {rel.shape}, cache says {_resolution(self.meta)}")
         return {"relative": rel, "features": feats, "index": index}
 
-
-class WithTeacherCache:
-    """A dataset whose items carry the cached teacher: item["teacher"] [V,H,W] (and item["teacher_features"])."""
-
-    def __init__(self, dataset, cache: TeacherCache | str | Path):
-        self.dataset = dataset
-        self.cache = cache if isinstance(cache, TeacherCache) else TeacherCache(cache, dataset)
-        if len(self.cache) != len(dataset):
-            raise ConfigError(f"teacher cache {self.cache.out_dir} has {len(self.cache)} items, dataset {len(dataset)}")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        item = dict(self.dataset[i])
-        cached = self.cache[i]
-        item["teacher"] = cached["relative"]
-        if cached["features"] is not None:
-            item["teacher_features"] = cached["features"]
-        return item
-
-    def __getattr__(self, name: str):  # rig, height, width, ... of the wrapped dataset
-        if name in ("dataset", "cache"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+    def attach(self, item: dict, i: int) -> dict:
+        """Set i of the dataset with the cached teacher, as the trainer keeps it in its training cache: a copy of
+        `item` with teacher float32 [V,H,W] (relative) and teacher_features float32 [V,C,h,w], or None when this
+        cache has no features (then the dataset's own features, e.g. the synthetic teacher's, are not used)."""
+        cached = self[i]
+        return {**item, "teacher": cached["relative"], "teacher_features": cached["features"]}

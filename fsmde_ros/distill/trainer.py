@@ -110,11 +110,7 @@ class Trainer:
     def _source_item(self, d: int, i: int) -> dict[str, Any]:
         """Set i of dataset d with the teacher's outputs, as the training cache stores it."""
         item = self.datasets[d].base[i]
-        if self.teacher_caches is not None:
-            cached = self.teacher_caches[d][i]
-            item["teacher"] = cached["relative"]
-            item["teacher_features"] = cached.get("features")
-        return item
+        return item if self.teacher_caches is None else self.teacher_caches[d].attach(item, i)
 
     def prepare_data(self, progress: bool = True) -> list[TrainCache]:
         """Build (or reuse) one training cache per dataset; says how many sets, how large, how long it took."""
