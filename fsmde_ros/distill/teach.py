@@ -8,7 +8,7 @@ Layout of a cache directory:
   feature shape, and whether every item is written (`complete`).
 Files are written atomically (temp file + rename), so an interrupted run resumes by skipping
 the items already written. `fsmde teach` writes one cache per dataset under its --out root, named by
-the dataset's key; the trainer reads it with `TeacherCache` and `attach` puts
+the dataset's key (`teacher_cache_dir`); the trainer reads it with `TeacherCache` and `attach` puts
 each set's predictions into the item as `teacher` (and `teacher_features`), where the losses look for
 them (`fsmde_ros.model.teachers.teacher_output`).
 """
@@ -42,6 +42,12 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)  # values beyond this would be sto
 def item_path(out_dir: str | Path, i: int) -> Path:
     """Path of dataset position i's predictions in a cache directory."""
     return Path(out_dir) / f"teacher_{i:06d}.npz"
+
+
+def teacher_cache_dir(root: str | Path, dataset_key: str) -> Path:
+    """The teacher cache of one dataset under a `fsmde teach --out` root: `<root>/<dataset key>`
+    (fsmde_ros.data.surround.dataset_key of its spec and size), where `fsmde distill` looks for it."""
+    return Path(root).expanduser() / dataset_key
 
 
 def _write_atomic(path: Path, write) -> None:
