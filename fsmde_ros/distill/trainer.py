@@ -30,7 +30,7 @@ import torch.distributed as dist
 import yaml
 
 from fsmde_ros.data.surround import CachedDataset, dataset_key, open_dataset
-from fsmde_ros.distill.config import GT_TERMS, DistillConfig, TrainConfig
+from fsmde_ros.distill.config import GT_TERMS, TrainConfig
 from fsmde_ros.distill.loader import RigBatchSampler, augment_on_device, make_loader
 from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size, train_cache_dir
 from fsmde_ros.distill.losses import distillation_loss
@@ -58,7 +58,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # each rank's own GPU (pinned-memory threads included)
         self.out = Path(cfg.out_dir)
-        self.loss_cfg = DistillConfig.from_dict(cfg.distill)
+        self.loss_cfg = cfg.distill
         torch.manual_seed(cfg.seed)
         # the training sets are read once, into the training caches (prepare_data): no render cache in between
         self.datasets = [open_dataset(spec, cfg.height, cfg.width) for spec in cfg.train]
