@@ -1,6 +1,6 @@
 """The package's layers, held from its own imports (ast): no cycles, ROS only in ros/, lower never imports higher.
 
-The data path, top to bottom: geometry -> data -> model -> runtime -> service -> ros -> app, with
+The data path, top to bottom: geometry (eval and viz beside it) -> data -> model -> runtime -> service -> ros -> app, with
 distill and export beside runtime as leaves only app imports (docs/architecture.md). A folder may import the folders listed for it
 in ALLOWED and the flat top-level modules; nothing else.
 """
@@ -16,14 +16,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fsmde_ros"
 TOP_LEVEL = {"__init__", "__main__", "errors", "paths"}  # flat modules every layer may use
 ALLOWED = {  # folder -> the folders it may import (written once, here)
     "geometry": set(),
-    "data": {"geometry"},
+    "eval": {"geometry"},
+    "viz": set(),
+    "data": {"geometry", "eval", "viz"},
     "model": {"geometry"},
-    "distill": {"geometry", "data", "model"},
+    "distill": {"geometry", "eval", "viz", "data", "model"},
     "export": {"geometry", "data", "model"},
     "runtime": {"geometry", "model"},
-    "service": {"geometry", "model", "runtime"},
+    "service": {"geometry", "eval", "model", "runtime"},
     "ros": {"geometry", "data", "model", "runtime", "service"},
-    "app": {"geometry", "data", "model", "distill", "export", "runtime", "service", "ros"},
+    "app": {"geometry", "eval", "viz", "data", "model", "distill", "export", "runtime", "service", "ros"},
 }
 ROS_PACKAGES = {"rclpy", "rosbags", "rosidl_runtime_py", "rcl_interfaces", "builtin_interfaces", "std_msgs",
                 "sensor_msgs", "geometry_msgs", "diagnostic_msgs", "tf2_msgs", "tf2_ros", "rosgraph_msgs",

@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.plot:
         import cv2
 
-        from fsmde_ros.app.figures import sparsification_figure
+        from fsmde_ros.viz.figures import sparsification_figure
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         picture = sparsification_figure([(f"{results['rig']} ({results['gt']} GT)", results["uncertainty"])])

@@ -244,17 +244,17 @@ def _collect(recorder, items, rig) -> _Collected:
 
 
 def _score(got: _Collected, rig) -> dict:
-    """Depth vs the lidar ground truth (metric, no scaling, <= 80 m) and the cameras' disagreement in their overlaps."""
-    from fsmde_ros.geometry.metrics import DepthMetricAccumulator, cross_view_consistency
+    """Depth vs the lidar ground truth (metric, no scaling, up to the node's max_depth) and the cameras' disagreement in their overlaps."""
+    from fsmde_ros.eval.metrics import DepthMetricAccumulator, cross_view_consistency
 
-    metrics = DepthMetricAccumulator(rig.names, max_depth=80.0)
-    consistency = []
     # the node publishes +Inf beyond max_depth and -Inf nearer than min_depth (REP-117); score those pixels as the
-    # node's bounds (its defaults, which the demo runs with)
+    # node's bounds (its defaults, which the demo runs with), and only up to its range
     lo, hi = PARAMS_BY_NAME["min_depth"].default, PARAMS_BY_NAME["max_depth"].default
+    metrics = DepthMetricAccumulator(rig.names, max_depth=hi)
+    consistency = []
     for key, depth in got.depth.items():
         metrics.update(np.nan_to_num(depth, nan=hi, posinf=hi, neginf=lo), got.items[key]["lidar_depth"])
-        consistency.append(cross_view_consistency(depth, rig, max_depth=80.0)["rel"])
+        consistency.append(cross_view_consistency(depth, rig, max_depth=hi)["rel"])
     result = metrics.result()
     return {"abs_rel": result["abs_rel"], "a1": result["a1"], "rmse": result["rmse"],
             "cross_view_disagreement_rel": float(np.nanmean(consistency))}
@@ -262,7 +262,7 @@ def _score(got: _Collected, rig) -> dict:
 
 def _draw(got: _Collected, rig, out: Path, model: Path) -> None:
     """surround_depth.png (the last complete set), bev.png (the last cloud, if one came) and latency.png."""
-    from fsmde_ros.app.figures import bev_figure, latency_figure, surround_depth_figure
+    from fsmde_ros.viz.figures import bev_figure, latency_figure, surround_depth_figure
 
     last = max(got.depth)
     item = got.items[last]
@@ -282,7 +282,7 @@ def _print_summary(s: dict, out: Path) -> None:
   surround sets        {s['sets_out']} of {s['sets_in']} published ({s['sets_dropped']} dropped), {s['sets_per_s']:.1f} sets/s
   backend              {s['backend']}
   latency              mean {s['latency_mean_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms (input arrival -> depth out)
-  depth vs lidar GT    abs_rel {s['abs_rel']:.3f}, a1 {s['a1']:.3f}, rmse {s['rmse']:.2f} m (metric, no scaling, <= 80 m)
+  depth vs lidar GT    abs_rel {s['abs_rel']:.3f}, a1 {s['a1']:.3f}, rmse {s['rmse']:.2f} m (metric, no scaling, <= {PARAMS_BY_NAME['max_depth'].default:g} m)
   cross-view           median disagreement in the overlaps {100 * s['cross_view_disagreement_rel']:.1f} %
   pictures             {out / 'surround_depth.png'}, {out / 'bev.png'}, {out / 'latency.png'}
   bags                 {out / 'input_bag'} (input), {out / 'output_bag'} (node outputs; open in Foxglove or RViz)

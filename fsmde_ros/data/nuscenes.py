@@ -26,7 +26,7 @@ Item keys (SurroundDataset interface): images uint8 [6,H,W,3] RGB, lidar_depth f
 (0 = none), K [6,3,3] at HxW, T_base_cam [6,4,4], stamp [s] (the lidar/sample time), stamps [6]
 per camera [s], T_world_base [4,4] (global <- ego at the lidar time), T_world_base_cams [6,4,4]
 (ego pose at each camera's time), lidar_points float32 [N,3] in base_link at the lidar time, index,
-camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.geometry.metrics.MAX_DEPTH_M['nuscenes']`.
+camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.eval.metrics.MAX_DEPTH_M['nuscenes']`.
 
 Splits: nuScenes' official scene lists, `nuscenes.utils.splits.create_splits_scenes()`: `train`
 (700 scenes) / `val` (150) / `test` (150) of v1.0-trainval / v1.0-test, and `mini_train` (8) /

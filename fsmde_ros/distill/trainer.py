@@ -314,7 +314,7 @@ class Trainer:
 
     def _log_images(self, batch, out) -> None:
         """RGB | depth | teacher | error panel of the first set's front camera."""
-        from fsmde_ros.geometry.viz import colorize_depth
+        from fsmde_ros.viz.depth_pictures import colorize_depth
 
         rgb = (batch["images"][0, 0].permute(1, 2, 0).detach().cpu().numpy() * 255).astype(np.uint8)
         depth = out["depth"][0, 0].detach().float().cpu().numpy()

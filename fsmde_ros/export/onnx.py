@@ -23,11 +23,10 @@ import torch
 
 from fsmde_ros import __version__
 from fsmde_ros.errors import ConfigError
-from fsmde_ros.model.contract import INPUT_NAMES, OUTPUT_NAMES
+from fsmde_ros.model.contract import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAMES
 from fsmde_ros.model.student import SurroundDepthStudent
 from fsmde_ros.model.student_io import StudentForExport
 
-DEFAULT_OPSET = 17
 # Largest |onnx - torch| / max|torch| accepted per output; above it the export refuses to write.
 MAX_RELATIVE_ERROR = 1e-3
 

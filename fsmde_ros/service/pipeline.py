@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fsmde_ros.geometry.cloud import CloudFuser, SurroundCloud
+from fsmde_ros.geometry.cloud import DEFAULT_MAX_DEPTH_M, CloudFuser, SurroundCloud
 from fsmde_ros.geometry.rig import CameraRig
 from fsmde_ros.runtime.base import DepthBackend
 from fsmde_ros.runtime.deployment import DeploymentGraph, pose_inputs
@@ -51,7 +51,7 @@ class SetResult:
 class SurroundDepthPipeline:
     """Wraps a backend with the node's pre- and post-processing (see the module doc)."""
 
-    def __init__(self, backend: DepthBackend, rig: CameraRig, min_depth: float = 0.5, max_depth: float = 80.0,
+    def __init__(self, backend: DepthBackend, rig: CameraRig, min_depth: float = 0.5, max_depth: float = DEFAULT_MAX_DEPTH_M,
                  cloud_stride: int = 4, max_depth_std_ratio: float = 0.0, make_cloud: bool = True,
                  cloud_overlap: str = "nearest_axis", composed: bool = True, graph_cache_dir: str | None = None,
                  info=print):

@@ -10,7 +10,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from fsmde_ros.geometry.viz import FONT, colorbar, colorize_depth, surround_rows
+from fsmde_ros.viz.depth_pictures import FONT, colorbar, colorize_depth, surround_rows
 
 # Distinct, colour-blind-friendlier colours per camera (ring order), RGB.
 CAMERA_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
