@@ -137,13 +137,6 @@ class SurroundSynchronizer:
         self._clear()
 
     # -- public API -------------------------------------------------------------------------
-    def add(self, index: int, stamp: float, msg: Any, now: float) -> list[SyncedSet]:
-        """As `add_ns`, with the header stamp in float seconds (resolves only ~0.2 us at Unix-epoch magnitudes)."""
-        stamp = float(stamp)
-        if not math.isfinite(stamp):
-            raise ValueError(f"stamp must be finite, got {stamp}")
-        return self.add_ns(index, int(round(stamp * NS)), msg, now)
-
     def add_ns(self, index: int, stamp: int, msg: Any, now: float) -> list[SyncedSet]:
         """Offer one message: stamp = header stamp [ns] (sec * 10^9 + nanosec), now = arrival time [s], monotonic.
 
@@ -187,17 +180,6 @@ class SurroundSynchronizer:
             age=None if self._last_arrival[c] is None else now - self._last_arrival[c],
             silent=self._silent(c, now), received=self._received[c], dropped=self._dropped[c],
             queued=len(self._stamps[c]), used=self._used[c]) for c, name in enumerate(self.names)]
-
-    def silent(self, now: float) -> list[str]:
-        """Names of the inputs that are silent at `now` [s]."""
-        return [name for c, name in enumerate(self.names) if self._silent(c, now)]
-
-    def reset(self) -> None:
-        """Forget queued messages and the stamp epoch (e.g. on /clock reset). Queued messages
-        count as dropped; counters and arrival history are kept; `stats.resets` is not bumped."""
-        self._jumps = TimeJumps(len(self.names), self._slop, int(round(self.jump_threshold * NS)), self.queue_size,
-                                self.camera_timeout)
-        self._clear()
 
     # -- time jumps -------------------------------------------------------------------------
     def _reference(self, index: int) -> int | None:
