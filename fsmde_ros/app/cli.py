@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from fsmde_ros import __version__
 from fsmde_ros.errors import FsmdeError
+from fsmde_ros.export.quantize import CALIBRATION_METHODS, DEFAULT_KEEP_FLOAT_STRIDE
 from fsmde_ros.model.contract import DEFAULT_OPSET
 from fsmde_ros.paths import DATASET_CACHE_DIR, ENGINE_CACHE_DIR
 from fsmde_ros.ros.bag import FORMATS as BAG_FORMATS
@@ -47,11 +48,11 @@ def add_calibration(p, required: bool) -> None:
     p.add_argument("--calibration", nargs="+", required=required, metavar="SPEC",
                    help="dataset specs whose sets calibrate the activations (e.g. synthetic:ddad?seed=3&frames=8)")
     p.add_argument("--sets", type=int, default=16, help="calibration sets at most, spread over the specs")
-    p.add_argument("--method", default="percentile", choices=("percentile", "entropy", "minmax"),
-                   help="activation range calibration (percentile measured best: docs/benchmarks.md)")
-    p.add_argument("--keep-float-stride", type=int, default=4, metavar="S",
-                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); 4 measured "
-                        "best on the bundled student (docs/benchmarks.md)")
+    p.add_argument("--method", default=CALIBRATION_METHODS[0], choices=CALIBRATION_METHODS,
+                   help="activation range calibration (docs/benchmarks.md: percentile and entropy within 1 %%)")
+    p.add_argument("--keep-float-stride", type=int, default=DEFAULT_KEEP_FLOAT_STRIDE, metavar="S",
+                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); "
+                        f"{DEFAULT_KEEP_FLOAT_STRIDE} measured best on the bundled student (docs/benchmarks.md)")
 
 
 def add_dataset_cache(p: argparse.ArgumentParser) -> None:
