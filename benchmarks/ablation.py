@@ -42,7 +42,7 @@ from fsmde_ros.data.surround import CachedDataset  # noqa: E402
 from fsmde_ros.distill.config import DistillConfig, ablation_presets  # noqa: E402
 from fsmde_ros.distill.evaluate import evaluate  # noqa: E402
 from fsmde_ros.distill.trainer import TrainConfig, run_distillation  # noqa: E402
-from fsmde_ros.geometry.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
+from fsmde_ros.eval.metrics import MAX_DEPTH_M, DepthMetricAccumulator  # noqa: E402
 from fsmde_ros.runtime import create_backend  # noqa: E402
 
 LABELLED = [f"synthetic:{rig}?seed={seed}&frames=60&stride=3&beams=8" for rig, seed in

@@ -89,6 +89,26 @@ class BareBackend:
         self.seconds += time.perf_counter() - start
 
 
+def start_node(model: Path, rig_name: str, node_params: list[str] | None):
+    """The node in its own process, its output into a temporary file: (process, log file)."""
+    node_log = tempfile.TemporaryFile("w+")
+    node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={rig_name}",
+                                  "-p", f"model:={model}", "-p", "publish_rig_tf:=false",
+                                  *[a for p in node_params or [] for a in ("-p", p.replace("=", ":=", 1))]], cwd=REPO,
+                                 stdout=node_log, stderr=subprocess.STDOUT)
+    return node_proc, node_log
+
+
+def node_result(latencies: list[float], sets: int, seconds: float, diagnostics: dict, node_log) -> dict:
+    """sets/s, latency mean and p99 [ms], the node's stage means [ms] (SystemExit with its log if it answered none)."""
+    if not latencies:
+        node_log.seek(0)
+        raise SystemExit("the node answered no set; its log:\n" + node_log.read()[-3000:])
+    return {"sets_per_s": sets / seconds, "latency_mean_ms": 1e3 * statistics.mean(latencies),
+            "latency_p99_ms": 1e3 * float(np.percentile(latencies, 99)),
+            "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
+
+
 def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, seconds: float, windows: int,
                  bare: BareBackend, node_params: list[str] | None = None) -> dict:
     import rclpy
@@ -96,30 +116,25 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
-    from fsmde_ros.ros import codec as ros_msgs
-
-    BUILD = ros_msgs.MessageBuilder.rclpy()
     from fsmde_ros.geometry.rig import load_rig
+    from fsmde_ros.ros import codec
+    from fsmde_ros.ros.outputs import DIAGNOSTICS_TOPIC, OutputTopics
 
+    BUILD = codec.MessageBuilder.rclpy()
     rig = load_rig(rig_name)
-    node_log = tempfile.TemporaryFile("w+")
-    node_proc = subprocess.Popen([sys.executable, "-m", "fsmde_ros.ros.node", "--ros-args", "-p", f"rig:={rig_name}",
-                                  "-p", f"model:={model}", "-p", "publish_rig_tf:=false",
-                                  *[a for p in node_params or [] for a in ("-p", p.replace("=", ":=", 1))]], cwd=REPO,
-                                 stdout=node_log, stderr=subprocess.STDOUT)
+    node_proc, node_log = start_node(model, rig_name, node_params)
     rclpy.init()
     node = rclpy.create_node("node_overhead_bench")
     pubs = [node.create_publisher(Image, c.image_topic, qos_profile_sensor_data) for c in rig.cameras]
     infos = [node.create_publisher(CameraInfo, c.info_topic, qos_profile_sensor_data) for c in rig.cameras]
-    sent: dict[float, float] = {}
-    last = rig.names[-1]
+    sent: dict[int, float] = {}  # set stamp [ns] -> when it was sent [s]
 
     def on_depth(msg):
-        t = ros_msgs.header_sec(msg.header)
+        t = codec.header_ns(msg.header)
         if t in sent:
             answered[t] = time.monotonic() - sent[t]
 
-    node.create_subscription(Image, f"/surround_depth/{last}/depth", on_depth,
+    node.create_subscription(Image, OutputTopics.of(rig).depth(rig.names[-1]), on_depth,
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -130,7 +145,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             if status.name.endswith("pipeline"):
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
-    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, on_diag, 10)
     deadline = time.monotonic() + 60
     while min(p.get_subscription_count() for p in pubs) == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
@@ -144,12 +159,12 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             unanswered = sum(1 for t in window if t not in answered)
             # a set the node dropped is never answered: after 1 s without an answer, send anyway
             if unanswered < in_flight or time.monotonic() - last_send > 1.0:
-                now_ros = node.get_clock().now().to_msg()
-                t = now_ros.sec + now_ros.nanosec * 1e-9
+                t = node.get_clock().now().nanoseconds
+                stamp = BUILD.time(t)
                 sent[t] = last_send = time.monotonic()
                 window.add(t)
                 for i, c in enumerate(rig.cameras):
-                    msgs[i].header.stamp = now_ros
+                    msgs[i].header.stamp = stamp
                     infos[i].publish(BUILD.camera_info(frame["K"][i], msgs[i].width, msgs[i].height,
                                                                msgs[i].header))
                     pubs[i].publish(msgs[i])
@@ -161,8 +176,8 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             counted_sets.extend(t for t in window if t in answered)
             node_seconds.append(seconds)
 
-    answered: dict[float, float] = {}
-    counted_sets: list[float] = []
+    answered: dict[int, float] = {}
+    counted_sets: list[int] = []
     node_seconds: list[float] = []
     traffic(5.0, counted=False)  # warm-up
     window_s = seconds / windows
@@ -173,13 +188,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     node_proc.wait(timeout=10)
     node.destroy_node()
     rclpy.shutdown()
-    lat = [answered[t] for t in counted_sets]
-    if not lat:
-        node_log.seek(0)
-        raise SystemExit("the node answered no set; its log:\n" + node_log.read()[-3000:])
-    return {"sets_per_s": len(counted_sets) / sum(node_seconds), "latency_mean_ms": 1e3 * statistics.mean(lat),
-            "latency_p99_ms": 1e3 * float(np.percentile(lat, 99)),
-            "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
+    return node_result([answered[t] for t in counted_sets], len(counted_sets), sum(node_seconds), diagnostics, node_log)
 
 
 def quantize(model: Path, out: Path, rig: str, sets: int = 4) -> None:

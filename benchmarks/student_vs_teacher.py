@@ -28,9 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
-from fsmde_ros.export.onnx import StudentForExport, export_onnx  # noqa: E402
+from fsmde_ros.export.onnx import export_onnx  # noqa: E402
 from fsmde_ros.export.quantize import quantize_student  # noqa: E402
 from fsmde_ros.model.student import create_student  # noqa: E402
+from fsmde_ros.model.student_io import StudentForExport  # noqa: E402
 
 VIEWS = 6
 # Candidate students: (registry name, config overrides). The first one is the shipped default.

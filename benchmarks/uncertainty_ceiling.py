@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.ablation import HELD_OUT  # noqa: E402
 from fsmde_ros.data.surround import CachedDataset  # noqa: E402
-from fsmde_ros.geometry.metrics import spearman  # noqa: E402
+from fsmde_ros.eval.metrics import spearman  # noqa: E402
 from fsmde_ros.model.checkpoint import load_student  # noqa: E402
 from fsmde_ros.paths import DATASET_CACHE_DIR  # noqa: E402
 

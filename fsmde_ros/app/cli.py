@@ -13,11 +13,14 @@ from typing import Callable, Sequence
 
 from fsmde_ros import __version__
 from fsmde_ros.errors import FsmdeError
+from fsmde_ros.export.quantize import CALIBRATION_METHODS, DEFAULT_KEEP_FLOAT_STRIDE
+from fsmde_ros.model.contract import DEFAULT_OPSET
 from fsmde_ros.paths import DATASET_CACHE_DIR, ENGINE_CACHE_DIR
+from fsmde_ros.ros.bag import FORMATS as BAG_FORMATS
 from fsmde_ros.runtime import ONNX_BACKENDS
 from fsmde_ros.runtime.engine_cache import PRECISIONS
 from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
-from fsmde_ros.service.params import PARAMS_BY_NAME, PROCESS_PARAMS
+from fsmde_ros.service.params import PARAMS_BY_NAME, PROCESS_PARAMS, RELIABILITY_CHOICES
 
 DATASET_SPECS = ("synthetic[:ddad|nuscenes][?seed=&frames=&stride=], ddad:/path[?split=val], "
                  "nuscenes:/path[?version=v1.0-mini&split=val]")
@@ -45,11 +48,11 @@ def add_calibration(p, required: bool) -> None:
     p.add_argument("--calibration", nargs="+", required=required, metavar="SPEC",
                    help="dataset specs whose sets calibrate the activations (e.g. synthetic:ddad?seed=3&frames=8)")
     p.add_argument("--sets", type=int, default=16, help="calibration sets at most, spread over the specs")
-    p.add_argument("--method", default="percentile", choices=("percentile", "entropy", "minmax"),
-                   help="activation range calibration (percentile measured best: docs/benchmarks.md)")
-    p.add_argument("--keep-float-stride", type=int, default=4, metavar="S",
-                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); 4 measured "
-                        "best on the bundled student (docs/benchmarks.md)")
+    p.add_argument("--method", default=CALIBRATION_METHODS[0], choices=CALIBRATION_METHODS,
+                   help="activation range calibration (docs/benchmarks.md: percentile and entropy within 1 %%)")
+    p.add_argument("--keep-float-stride", type=int, default=DEFAULT_KEEP_FLOAT_STRIDE, metavar="S",
+                   help="convolutions at 1/S of the input resolution or finer stay float (0: quantise all); "
+                        f"{DEFAULT_KEEP_FLOAT_STRIDE} measured best on the bundled student (docs/benchmarks.md)")
 
 
 def add_dataset_cache(p: argparse.ArgumentParser) -> None:
@@ -122,7 +125,7 @@ def _export(sub) -> None:
     export.add_argument("--out", type=Path, required=True, help="output .onnx path")
     export.add_argument("--rig", default="ddad", help="rig whose synthetic frame verifies the export; recorded in metadata")
     export.add_argument("--seed", type=int, default=0, help="seed of the verification frame")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {DEFAULT_OPSET})")
     trt = export.add_argument_group("TensorRT (needs an NVIDIA GPU and the `gpu` extra)")
     trt.add_argument("--tensorrt", action="store_true", help="also build the TensorRT engine into the cache")
     trt.add_argument("--precision", default="fp16", choices=PRECISIONS,
@@ -187,7 +190,7 @@ def _bag(sub) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("--dataset", default="synthetic:ddad?frames=20", help=f"dataset spec: {DATASET_SPECS}")
     p.add_argument("--out", type=Path, required=True, help="output bag directory (must not exist)")
-    p.add_argument("--format", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage")
+    p.add_argument("--format", choices=BAG_FORMATS, default=BAG_FORMATS[0], help="rosbag2 storage")
     p.add_argument("--compressed", action="store_true",
                    help="write sensor_msgs/CompressedImage (JPEG) on <image_topic>/compressed instead of raw rgb8")
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 with --compressed")
@@ -213,7 +216,7 @@ def _play(sub) -> None:
     play.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                       help="before starting, wait until each image topic has N subscribers")
     play.add_argument("--wait-timeout", type=float, default=30.0, help="[s] give up waiting and play anyway")
-    play.add_argument("--qos-reliability", choices=("best_effort", "reliable"), default="best_effort",
+    play.add_argument("--qos-reliability", choices=RELIABILITY_CHOICES, default=RELIABILITY_CHOICES[0],
                       help="reliability of the sensor topics (images, infos, clouds); /tf_static is always latched")
     play.set_defaults(func=_handler("cmd_play"))
 
@@ -229,7 +232,7 @@ def _process(sub) -> None:
     proc.add_argument("--rig", help="rig preset or YAML (default: the rig named in the bag's metadata)")
     proc.add_argument("--compressed", action=argparse.BooleanOptionalAction, default=None,
                       help="read CompressedImage on <image_topic>/compressed (default: whichever the bag has)")
-    proc.add_argument("--format", choices=("mcap", "sqlite3"), help="output storage (default: the input's)")
+    proc.add_argument("--format", choices=BAG_FORMATS, help="output storage (default: the input's)")
     proc.add_argument("--copy-inputs", action="store_true", help="also copy the camera images and infos")
     proc.add_argument("--diagnostics-every", type=int, default=100, metavar="N",
                       help="write /diagnostics every N sets (and at the end; 0 = only at the end)")

@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.plot:
         import cv2
 
-        from fsmde_ros.app.figures import sparsification_figure
+        from fsmde_ros.viz.figures import sparsification_figure
 
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         picture = sparsification_figure([(f"{results['rig']} ({results['gt']} GT)", results["uncertainty"])])
@@ -267,15 +267,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_teach(args: argparse.Namespace) -> int:
     from fsmde_ros.data.surround import CachedDataset
-    from fsmde_ros.distill.teach import precompute_teacher
+    from fsmde_ros.distill.teach import precompute_teacher, teacher_cache_dir
     from fsmde_ros.model.teachers import create_teacher
 
     _register_bag_datasets()
     teacher = create_teacher(args.teacher, device=args.device)
     for spec in args.dataset:
         dataset = CachedDataset(spec, args.height, args.width, args.cache_dir)
-        # one cache per dataset, named like the dataset's render cache: `fsmde distill` finds it by that key
-        out = precompute_teacher(dataset, teacher, Path(args.out) / dataset.key, with_features=args.features)
+        # one cache per dataset, named by the dataset's key: `fsmde distill` finds it there
+        out = precompute_teacher(dataset, teacher, teacher_cache_dir(args.out, dataset.key), with_features=args.features)
         print(f"[teach] {spec}: teacher outputs for {len(dataset)} sets in {out}")
     print(f"[teach] train with `teacher: {args.out}` in the distill config")
     return 0

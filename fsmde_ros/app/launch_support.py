@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from fsmde_ros.geometry.rig import CameraRig, load_rig
+from fsmde_ros.ros.outputs import OutputTopics, output_namespace  # noqa: F401 - output_namespace: the launch file's
 from fsmde_ros.service.params import NODE_NAME, PARAMS_BY_NAME
 from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
 
@@ -26,26 +27,21 @@ def _topic(name: str) -> dict[str, Any]:
             "Durability Policy": "Volatile"}
 
 
-def output_namespace(namespace: str = "", node_name: str = NODE_NAME) -> str:
-    """Where the node's ~/ topics are: /<namespace>/<node_name> (REP-144 names; the defaults give /surround_depth)."""
-    parts = [p for p in (namespace.strip("/"), (node_name or NODE_NAME).strip("/")) if p]
-    return "/" + "/".join(parts)
-
-
 def rviz_layout(rig: CameraRig, max_depth_m: float = DEPTH_PANEL_MAX_M, outputs: str = OUTPUT_NS) -> dict[str, Any]:
     """The layout of `rig` as the YAML structure RViz 2 reads, for a node whose ~/ topics are under `outputs`."""
+    topics = OutputTopics.of(rig, outputs)
     displays: list[dict[str, Any]] = [
         {"Class": "rviz_default_plugins/Grid", "Name": "Grid", "Enabled": True, "Cell Size": 5,
          "Plane Cell Count": 40, "Reference Frame": "<Fixed Frame>", "Value": True},
         {"Class": "rviz_default_plugins/TF", "Name": "TF (rig)", "Enabled": True, "Show Names": False,
          "Marker Scale": 1, "Value": True},
         {"Class": "rviz_default_plugins/PointCloud2", "Name": "Fused surround cloud", "Enabled": True,
-         "Topic": _topic(f"{outputs}/points"), "Color Transformer": "RGB8", "Style": "Points",
+         "Topic": _topic(topics.points), "Color Transformer": "RGB8", "Style": "Points",
          "Size (Pixels)": 2, "Decay Time": 0, "Position Transformer": "XYZ", "Value": True},
     ]
     for cam in rig.cameras:
         displays.append({"Class": "rviz_default_plugins/Image", "Name": f"{cam.name} depth [m]", "Enabled": True,
-                         "Topic": _topic(f"{outputs}/{cam.name}/depth"), "Normalize Range": False,
+                         "Topic": _topic(topics.depth(cam.name)), "Normalize Range": False,
                          "Min Value": 0, "Max Value": float(max_depth_m), "Median window": 5, "Value": True})
     return {
         "Panels": [{"Class": "rviz_common/Displays", "Name": "Displays"}],

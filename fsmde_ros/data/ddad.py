@@ -53,7 +53,7 @@ Items (the SurroundDataset interface, fsmde_ros.data.surround): images uint8 [V,
 lidar_depth float32 [V,H,W] (0 = none), K [V,3,3] at HxW, T_base_cam [V,4,4], stamp [s] (the
 sample's time), stamps [V] per camera, T_world_base [4,4], T_world_base_cams [V,4,4],
 lidar_points float32 [N,3] in base_link, index, camera_names, scene, and mask when masks are on.
-Evaluation caps DDAD depth at `fsmde_ros.geometry.metrics.MAX_DEPTH_M['ddad']` (the GT itself is not capped).
+Evaluation caps DDAD depth at `fsmde_ros.eval.metrics.MAX_DEPTH_M['ddad']` (the GT itself is not capped).
 """
 from __future__ import annotations
 

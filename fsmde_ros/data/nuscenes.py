@@ -26,7 +26,7 @@ Item keys (SurroundDataset interface): images uint8 [6,H,W,3] RGB, lidar_depth f
 (0 = none), K [6,3,3] at HxW, T_base_cam [6,4,4], stamp [s] (the lidar/sample time), stamps [6]
 per camera [s], T_world_base [4,4] (global <- ego at the lidar time), T_world_base_cams [6,4,4]
 (ego pose at each camera's time), lidar_points float32 [N,3] in base_link at the lidar time, index,
-camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.geometry.metrics.MAX_DEPTH_M['nuscenes']`.
+camera_names, scene, sample_token. Evaluation caps nuScenes depth at `fsmde_ros.eval.metrics.MAX_DEPTH_M['nuscenes']`.
 
 Splits: nuScenes' official scene lists, `nuscenes.utils.splits.create_splits_scenes()`: `train`
 (700 scenes) / `val` (150) / `test` (150) of v1.0-trainval / v1.0-test, and `mini_train` (8) /
@@ -111,6 +111,23 @@ def split_scene_names(split: str, version: str, kit: SimpleNamespace | None = No
     return list(splits[name])
 
 
+def table_directory(root: Path, version: str) -> Path:
+    """`root/version`, checked to hold the tables this reader needs (a MissingFileError saying what is there)."""
+    if not root.is_dir():
+        raise MissingFileError(f"nuScenes root not found: {root}")
+    table_dir = root / version
+    if not table_dir.is_dir():
+        have = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
+        raise MissingFileError(f"nuScenes tables for version {version!r} not found: {table_dir} "
+                                f"(versions under {root}: {have or 'none'}); expected a nuScenes root "
+                                f"holding {version}/ with the tables {', '.join(TABLES)}")
+    lacking = [t for t in TABLES if not (table_dir / t).is_file()]
+    if lacking:
+        raise MissingFileError(f"{table_dir} is not a nuScenes table directory: it lacks {', '.join(lacking)} "
+                                f"(expected {', '.join(TABLES)})")
+    return table_dir
+
+
 class NuScenesDataset:
     """nuScenes samples of one split as surround items (see the module doc)."""
 
@@ -118,18 +135,7 @@ class NuScenesDataset:
                  width: int | None = None, cameras: Sequence[str] = NUSCENES_CAMERAS, condition: str = "all",
                  min_depth: float = 0.0, nusc: Any = None, gt_pixels: str = "round"):
         self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise MissingFileError(f"nuScenes root not found: {self.root}")
-        table_dir = self.root / version
-        if not table_dir.is_dir():
-            have = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("v1.0"))
-            raise MissingFileError(f"nuScenes tables for version {version!r} not found: {table_dir} "
-                                    f"(versions under {self.root}: {have or 'none'}); expected a nuScenes root "
-                                    f"holding {version}/ with the tables {', '.join(TABLES)}")
-        lacking = [t for t in TABLES if not (table_dir / t).is_file()]
-        if lacking:
-            raise MissingFileError(f"{table_dir} is not a nuScenes table directory: it lacks {', '.join(lacking)} "
-                                    f"(expected {', '.join(TABLES)})")
+        table_dir = table_directory(self.root, version)
         if (height is None) != (width is None):
             raise ConfigError("give both height and width, or neither (native resolution)")
         if height is not None and (height <= 0 or width <= 0):
@@ -147,6 +153,13 @@ class NuScenesDataset:
             except AssertionError as exc:  # the devkit asserts on missing map masks and the like
                 raise MissingFileError(f"nuScenes {version} under {self.root}: {exc}") from None
         self.nusc = nusc
+        self._index_samples()
+        self.rig = self._first_sample_rig(table_dir, height, width)
+
+    def _index_samples(self) -> None:
+        """self.scenes (the split's scenes that meet the condition, by name) and, in their order, every sample's
+        token (self.sample_tokens) and scene name (self._scene_of); a ConfigError when none is left."""
+        nusc, version, split, condition = self.nusc, self.version, self.split, self.condition
         wanted = split_scene_names(split, version, self.kit)
         keep = condition_filter(condition)
         self.scenes = sorted((s for s in nusc.scene if (wanted is None or s["name"] in wanted)
@@ -163,6 +176,11 @@ class NuScenesDataset:
             raise ConfigError(f"nuScenes {version} under {self.root} has no samples in split {split!r} "
                              f"with condition {condition!r} (scenes in the tables: "
                              f"{sorted(s['name'] for s in nusc.scene)})")
+
+    def _first_sample_rig(self, table_dir: Path, height: int | None, width: int | None):
+        """The rig at the item size, from the first sample's calibrations (one calibration a scene in nuScenes);
+        sets self.height, self.width (the cameras' native size when not given)."""
+        nusc = self.nusc
         first = nusc.get("sample", self.sample_tokens[0])
         missing = [c for c in self.camera_names + [NUSCENES_LIDAR] if c not in first["data"]]
         if missing:
@@ -185,7 +203,7 @@ class NuScenesDataset:
             K = self._intrinsic(cs, name)
             entries.append((name, plan_resize(w, h, self.width, self.height).intrinsics(K), self._pose(cs),
                             self.width, self.height))
-        self.rig = build_rig("nuscenes", entries, preset, source=f"{table_dir} (scene {self.scenes[0]['name']})")
+        return build_rig("nuscenes", entries, preset, source=f"{table_dir} (scene {self.scenes[0]['name']})")
 
     # ----------------------------------------------------------------- helpers
     def _pose(self, record: dict) -> np.ndarray:

@@ -36,6 +36,14 @@ CACHED_KEYS = REQUIRED_KEYS + ("teacher", "teacher_features", "depth", "T_world_
 CACHE_VERSION = 3
 
 
+def dataset_key(spec: str, height: int, width: int) -> str:
+    """The key every cache of a dataset is found by (16 hex digits): its spec, item size [px] and CACHE_VERSION.
+
+    Names the render cache (`<cache_dir>/<key>/`), the teacher cache (`<teach out>/<key>/`) and the training cache
+    (`<cache_dir>/train/<key>-<teacher>/`), so each finds the others' for the same dataset at the same size."""
+    return hashlib.sha256(f"{spec}|{height}x{width}|v{CACHE_VERSION}".encode()).hexdigest()[:16]
+
+
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     """'kind:target?k=v&...' -> (kind, target, options)."""
     head, _, query = spec.partition("?")
@@ -140,15 +148,16 @@ def _open_real_dataset(spec: str, kind: str, target: str, opts: dict[str, str], 
 class CachedDataset:
     """Renders (or reads) each item once and keeps it as an .npz under `cache_dir/<key>/`.
 
-    Synthetic items cost ~0.5 s to ray-cast; training revisits each many times. The key hashes
-    the spec and resolution, so a changed spec never reads stale items.
+    Synthetic items cost ~0.5 s to ray-cast; evaluation, calibration and `fsmde teach` revisit them. The key
+    (`dataset_key`) hashes the spec and resolution, so a changed spec never reads stale items. The trainer does not
+    read through it: its training cache (distill/train_cache.py) is the one copy it keeps.
     """
 
     def __init__(self, spec: str, height: int, width: int, cache_dir: str | Path):
         self.spec, self.height, self.width = spec, height, width
         self.base = open_dataset(spec, height, width)
         self.rig = self.base.rig
-        self.key = hashlib.sha256(f"{spec}|{height}x{width}|v{CACHE_VERSION}".encode()).hexdigest()[:16]
+        self.key = dataset_key(spec, height, width)
         self.dir = Path(cache_dir).expanduser() / self.key
         self.dir.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "dataset.json"

@@ -37,7 +37,7 @@ from fsmde_ros.data.scene import KIND_CYLINDER, STREET_MARGIN_M, STREET_STYLES, 
 from fsmde_ros.data.shading import albedo, light, normals, sky
 from fsmde_ros.data.simulated_teacher import simulate_teacher, simulate_teacher_features
 from fsmde_ros.errors import ConfigError
-from fsmde_ros.geometry import viz
+from fsmde_ros.viz import depth_pictures as viz
 from fsmde_ros.geometry.projection import (
     camera_rays,
     invert_transform,

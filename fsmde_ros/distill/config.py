@@ -111,7 +111,9 @@ class TrainConfig:
     student_overrides: dict = dataclasses.field(default_factory=dict)
     encoder_weights: str | None = None
     init_checkpoint: str | None = None  # start from these student weights (fine-tuning); optimizer starts afresh
-    distill: dict = dataclasses.field(default_factory=dict)  # DistillConfig fields
+    # the loss weights and temperatures: a mapping of DistillConfig fields in YAML (`distill: {}` = the defaults),
+    # parsed once into a DistillConfig when the config is made
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     # share of the steps drawn from the teacher-only datasets (those without any GT: camera-only recordings)
     # when `train` lists both kinds; ignored when it lists one kind
     teacher_only_ratio: float = 0.5
@@ -139,6 +141,12 @@ class TrainConfig:
     eval: list = dataclasses.field(default_factory=list)
     eval_every: int = 0
     eval_sets: int = 8
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.distill, DistillConfig):  # a mapping (YAML, from_dict) or None: the defaults
+            if self.distill is not None and not isinstance(self.distill, dict):
+                raise ConfigError(f"distill must be a mapping of DistillConfig fields, got {self.distill!r}")
+            self.distill = DistillConfig.from_dict(self.distill)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -176,7 +184,8 @@ class TrainConfig:
             raise ConfigError("train must list at least one dataset spec")
         if not 0 <= self.teacher_only_ratio < 1:
             raise ConfigError(f"teacher_only_ratio must be in [0, 1), got {self.teacher_only_ratio!r}")
-        DistillConfig.from_dict(self.distill)  # fail fast on bad loss keys too
+        if not isinstance(self.distill, DistillConfig):  # e.g. a dict assigned after the config was made
+            raise ConfigError(f"distill must be a DistillConfig, got {type(self.distill).__name__}")
         if self.gt_source not in ("lidar_depth", "depth"):
             raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {self.gt_source!r}")
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fsmde_ros.geometry.metrics import (
+from fsmde_ros.eval.metrics import (
+    DEFAULT_MAX_DEPTH_M,
     MAX_DEPTH_M,
     METRIC_KEYS,
     MIN_DEPTH_M,
@@ -32,7 +33,7 @@ def evaluate(backend: DepthPredictor, dataset, max_depth: float | None = None, m
     from tqdm import tqdm
 
     rig = dataset.rig
-    max_depth = max_depth or MAX_DEPTH_M.get(rig.name, 80.0)
+    max_depth = max_depth or MAX_DEPTH_M.get(rig.name, DEFAULT_MAX_DEPTH_M)
     metric = DepthMetricAccumulator(rig.names, min_depth, max_depth)
     scaled = DepthMetricAccumulator(rig.names, min_depth, max_depth, median_scaling=True)
     sparsification = SparsificationAccumulator(min_depth, max_depth)

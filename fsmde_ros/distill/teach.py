@@ -7,9 +7,10 @@ Layout of a cache directory:
 - `teacher.json`: teacher name and spec, dataset length, resolution (views, height, width),
   feature shape, and whether every item is written (`complete`).
 Files are written atomically (temp file + rename), so an interrupted run resumes by skipping
-the items already written. `WithTeacherCache(dataset, out_dir)` puts the cached predictions into
-each item as `teacher` (and `teacher_features`), which is where the trainer looks for them
-(`fsmde_ros.model.teachers.teacher_output`).
+the items already written. `fsmde teach` writes one cache per dataset under its --out root, named by
+the dataset's key (`teacher_cache_dir`); the trainer reads it with `TeacherCache` and `attach` puts
+each set's predictions into the item as `teacher` (and `teacher_features`), where the losses look for
+them (`fsmde_ros.model.teachers.teacher_output`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch
 from fsmde_ros.errors import ConfigError, MissingFileError
 from fsmde_ros.model.teachers import (
     RelativeDepthTeacher,
+    TeacherOutput,
     as_float_images,
     teacher_output,
 )
@@ -40,6 +42,12 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)  # values beyond this would be sto
 def item_path(out_dir: str | Path, i: int) -> Path:
     """Path of dataset position i's predictions in a cache directory."""
     return Path(out_dir) / f"teacher_{i:06d}.npz"
+
+
+def teacher_cache_dir(root: str | Path, dataset_key: str) -> Path:
+    """The teacher cache of one dataset under a `fsmde teach --out` root: `<root>/<dataset key>`
+    (fsmde_ros.data.surround.dataset_key of its spec and size), where `fsmde distill` looks for it."""
+    return Path(root).expanduser() / dataset_key
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -95,62 +103,91 @@ def precompute_teacher(dataset, teacher: RelativeDepthTeacher, out_dir: str | Pa
     n, spec = len(dataset), getattr(teacher, "spec", teacher.name)
     if n == 0:
         raise ConfigError("precompute_teacher: the dataset is empty")
-    meta = read_meta(out) if (out / META_FILE).exists() else None
-    if meta is None and any(out.glob("teacher_*.npz")):
-        raise ConfigError(f"{out} holds teacher_*.npz but no {META_FILE}: delete them or choose another out_dir")
-    if meta is not None:
-        want = {"spec": spec, "length": n, "with_features": bool(with_features)}
-        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
-        if diff:
-            raise ConfigError(f"teacher cache {out} does not match this run (field: (cache, now)): {diff}; "
-                             f"delete it or choose another out_dir")
+    meta = _existing_meta(out, {"spec": spec, "length": n, "with_features": bool(with_features)})
     pending = [i for i in range(n) if not item_path(out, i).is_file()]
     if len(pending) < n:
         logger.info("teacher cache %s: %d of %d items already written, skipping them", out, n - len(pending), n)
-    loader: Any = (torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, pending), batch_size=batch_size,
-                                               num_workers=num_workers, collate_fn=list)
-                   if num_workers > 0 else (
-                       [dataset[i] for i in pending[s:s + batch_size]] for s in range(0, len(pending), batch_size)))
     done = 0
     with tqdm(total=n, initial=n - len(pending), desc=f"teacher {spec}", unit="set") as bar:
-        for items in loader:
+        for items in _batches(dataset, pending, batch_size, num_workers):
             positions = pending[done:done + len(items)]
             images = torch.stack([torch.as_tensor(np.asarray(it["images"])) for it in items])  # [B,V,H,W,3] uint8
             res = tuple(int(s) for s in images.shape[1:4])
             if meta is None:
-                meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "teacher": teacher.name, "spec": spec,
-                        "length": n, "views": res[0], "height": res[1], "width": res[2],
-                        "with_features": bool(with_features), "feature_shape": None, "dtype": "float16",
-                        "relative": "disparity-like relative depth [V,H,W], larger = nearer, unknown scale/shift",
-                        "dataset": type(dataset).__name__, "complete": False}
+                meta = _new_meta(teacher, spec, n, res, with_features, type(dataset).__name__)
                 _write_meta(out, meta)
             elif res != _resolution(meta):
                 raise ConfigError(f"teacher cache {out} is for {_resolution(meta)} (views, height, width) but dataset "
                                  f"positions {positions} are {res}; delete it or choose another out_dir")
-            batch = {"images": as_float_images(images)}
-            for key in ("teacher", "teacher_features"):  # the synthetic world's simulated teacher
-                if all(key in it for it in items):
-                    batch[key] = torch.stack([torch.as_tensor(np.asarray(it[key])) for it in items])
-            pred = teacher_output(batch, teacher)
-            if tuple(pred.relative.shape) != (len(items), *res):
-                raise ConfigError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected "
-                                 f"{(len(items), *res)}")
-            if with_features and pred.features is None:
-                raise ConfigError(f"teacher {spec} has no features; run without with_features")
+            pred = _predict(teacher, spec, images, items, with_features)
             if with_features and meta["feature_shape"] is None:
                 meta["feature_shape"] = [int(s) for s in pred.features.shape[2:]]
                 _write_meta(out, meta)
-            for j, i in enumerate(positions):
-                arrays = {"relative": _float16(spec, pred.relative[j], "relative"),
-                          "index": np.int64(items[j].get("index", i))}
-                if with_features:
-                    arrays["features"] = _float16(spec, pred.features[j], "features")
-                _write_atomic(item_path(out, i), lambda f: np.savez(f, **arrays))
+            _write_items(out, spec, positions, items, pred, with_features)
             done += len(items)
             bar.update(len(items))
     meta["complete"] = True
     _write_meta(out, meta)
     return out
+
+
+def _existing_meta(out: Path, want: dict[str, Any]) -> dict | None:
+    """The teacher.json already in `out` (None for a new cache), refused when it differs from `want` (spec,
+    length, with_features) or when items lie there without one: a cache is never mixed from two runs."""
+    meta = read_meta(out) if (out / META_FILE).exists() else None
+    if meta is None and any(out.glob("teacher_*.npz")):
+        raise ConfigError(f"{out} holds teacher_*.npz but no {META_FILE}: delete them or choose another out_dir")
+    if meta is not None:
+        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+        if diff:
+            raise ConfigError(f"teacher cache {out} does not match this run (field: (cache, now)): {diff}; "
+                             f"delete it or choose another out_dir")
+    return meta
+
+
+def _batches(dataset, positions: list[int], batch_size: int, num_workers: int):
+    """The items at `positions`, batch_size at a time (lists of item dicts), read by workers when num_workers > 0."""
+    if num_workers > 0:
+        return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, positions), batch_size=batch_size,
+                                           num_workers=num_workers, collate_fn=list)
+    return ([dataset[i] for i in positions[s:s + batch_size]] for s in range(0, len(positions), batch_size))
+
+
+def _new_meta(teacher: RelativeDepthTeacher, spec: str, n: int, res: tuple[int, int, int], with_features: bool,
+              dataset_name: str) -> dict[str, Any]:
+    """teacher.json of a new cache (feature_shape filled by the first batch with features; complete at the end)."""
+    return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "teacher": teacher.name, "spec": spec,
+            "length": n, "views": res[0], "height": res[1], "width": res[2],
+            "with_features": bool(with_features), "feature_shape": None, "dtype": "float16",
+            "relative": "disparity-like relative depth [V,H,W], larger = nearer, unknown scale/shift",
+            "dataset": dataset_name, "complete": False}
+
+
+def _predict(teacher: RelativeDepthTeacher, spec: str, images: torch.Tensor, items: list[dict],
+             with_features: bool) -> TeacherOutput:
+    """The teacher on one batch (images uint8 [B,V,H,W,3]), checked: relative [B,V,H,W], features when asked for."""
+    batch = {"images": as_float_images(images)}
+    for key in ("teacher", "teacher_features"):  # the synthetic world's simulated teacher
+        if all(key in it for it in items):
+            batch[key] = torch.stack([torch.as_tensor(np.asarray(it[key])) for it in items])
+    pred = teacher_output(batch, teacher)
+    want = (len(items), *images.shape[1:4])
+    if tuple(pred.relative.shape) != want:
+        raise ConfigError(f"teacher {spec} returned relative {tuple(pred.relative.shape)}, expected {want}")
+    if with_features and pred.features is None:
+        raise ConfigError(f"teacher {spec} has no features; run without with_features")
+    return pred
+
+
+def _write_items(out: Path, spec: str, positions: list[int], items: list[dict], pred: TeacherOutput,
+                 with_features: bool) -> None:
+    """One npz per dataset position (float16 relative [V,H,W], features [V,C,h,w], the item's index), atomically."""
+    for j, i in enumerate(positions):
+        arrays = {"relative": _float16(spec, pred.relative[j], "relative"),
+                  "index": np.int64(items[j].get("index", i))}
+        if with_features:
+            arrays["features"] = _float16(spec, pred.features[j], "features")
+        _write_atomic(item_path(out, i), lambda f: np.savez(f, **arrays))
 
 
 def dataset_resolution(dataset) -> tuple[int, int, int]:
@@ -207,28 +244,9 @@ class TeacherCache:
             raise ConfigError(f"{path}: relative has shape {rel.shape}, cache says {_resolution(self.meta)}")
         return {"relative": rel, "features": feats, "index": index}
 
-
-class WithTeacherCache:
-    """A dataset whose items carry the cached teacher: item["teacher"] [V,H,W] (and item["teacher_features"])."""
-
-    def __init__(self, dataset, cache: TeacherCache | str | Path):
-        self.dataset = dataset
-        self.cache = cache if isinstance(cache, TeacherCache) else TeacherCache(cache, dataset)
-        if len(self.cache) != len(dataset):
-            raise ConfigError(f"teacher cache {self.cache.out_dir} has {len(self.cache)} items, dataset {len(dataset)}")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        item = dict(self.dataset[i])
-        cached = self.cache[i]
-        item["teacher"] = cached["relative"]
-        if cached["features"] is not None:
-            item["teacher_features"] = cached["features"]
-        return item
-
-    def __getattr__(self, name: str):  # rig, height, width, ... of the wrapped dataset
-        if name in ("dataset", "cache"):
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+    def attach(self, item: dict, i: int) -> dict:
+        """Set i of the dataset with the cached teacher, as the trainer keeps it in its training cache: a copy of
+        `item` with teacher float32 [V,H,W] (relative) and teacher_features float32 [V,C,h,w], or None when this
+        cache has no features (then the dataset's own features, e.g. the synthetic teacher's, are not used)."""
+        cached = self[i]
+        return {**item, "teacher": cached["relative"], "teacher_features": cached["features"]}

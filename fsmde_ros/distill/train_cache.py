@@ -14,6 +14,7 @@ was interrupted is redone.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,15 @@ TRAIN_CACHE_VERSION = 1
 DENSE_KEYS = {"images": np.uint8, "K": np.float32, "T_base_cam": np.float32, "depth": np.float32,
               "teacher": np.float16, "teacher_features": np.float16}
 LIDAR_KEYS = ("lidar_index", "lidar_value", "lidar_offsets")
+
+
+def train_cache_dir(cache_dir: str | Path, dataset_key: str, teacher: str) -> Path:
+    """Where one dataset's training cache lives: `<cache_dir>/train/<dataset key>-<teacher tag>/`, the key
+    fsmde_ros.data.surround.dataset_key (spec and size), the tag `synthetic` (each item's own teacher) or, for a
+    `fsmde teach` root, the first 8 hex digits of the SHA-256 of its resolved path."""
+    tag = "synthetic" if teacher == "synthetic" else hashlib.sha256(
+        str(Path(teacher).expanduser().resolve()).encode()).hexdigest()[:8]
+    return Path(cache_dir).expanduser() / "train" / f"{dataset_key}-{tag}"
 
 
 class TrainCache:

@@ -29,10 +29,10 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from fsmde_ros.data.surround import CachedDataset
-from fsmde_ros.distill.config import GT_TERMS, DistillConfig, TrainConfig
+from fsmde_ros.data.surround import CachedDataset, dataset_key, open_dataset
+from fsmde_ros.distill.config import GT_TERMS, TrainConfig
 from fsmde_ros.distill.loader import RigBatchSampler, augment_on_device, make_loader
-from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size
+from fsmde_ros.distill.train_cache import TrainCache, build_train_cache, describe_size, train_cache_dir
 from fsmde_ros.distill.losses import distillation_loss
 from fsmde_ros.distill.relational import overlap_indices
 from fsmde_ros.errors import ConfigError
@@ -58,16 +58,18 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # each rank's own GPU (pinned-memory threads included)
         self.out = Path(cfg.out_dir)
-        self.loss_cfg = DistillConfig.from_dict(cfg.distill)
+        self.loss_cfg = cfg.distill
         torch.manual_seed(cfg.seed)
-        self.datasets = [CachedDataset(spec, cfg.height, cfg.width, cfg.cache_dir) for spec in cfg.train]
-        self.index = [(d, i) for d in range(len(self.datasets)) for i in range(len(self.datasets[d]))]
+        # the training sets are read once, into the training caches (prepare_data): no render cache in between
+        self.datasets = [open_dataset(spec, cfg.height, cfg.width) for spec in cfg.train]
+        self.keys = [dataset_key(spec, cfg.height, cfg.width) for spec in cfg.train]
         self.teacher_caches = None
         if cfg.teacher != "synthetic":
-            from fsmde_ros.distill.teach import TeacherCache
+            from fsmde_ros.distill.teach import TeacherCache, teacher_cache_dir
 
-            root = Path(cfg.teacher).expanduser()
-            self.teacher_caches = [TeacherCache(root / ds.key, ds) for ds in self.datasets]
+            self.teacher_caches = [TeacherCache(teacher_cache_dir(cfg.teacher, key), length=len(ds),
+                                                resolution=(len(ds.rig), cfg.height, cfg.width))
+                                   for ds, key in zip(self.datasets, self.keys)]
         self.overlaps: dict[str, Any] = {}
         self.model = create_student(cfg.student, encoder_weights=cfg.encoder_weights, **cfg.student_overrides).to(self.device)
         if cfg.init_checkpoint:
@@ -102,32 +104,24 @@ class Trainer:
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     # -- data --------------------------------------------------------------------------------------
-    def _train_cache_dir(self, d: int) -> Path:
-        teacher = "synthetic" if self.teacher_caches is None else hashlib.sha256(
-            str(Path(self.cfg.teacher).expanduser().resolve()).encode()).hexdigest()[:8]
-        return Path(self.cfg.cache_dir).expanduser() / "train" / f"{self.datasets[d].key}-{teacher}"
-
     def _source_item(self, d: int, i: int) -> dict[str, Any]:
         """Set i of dataset d with the teacher's outputs, as the training cache stores it."""
-        item = self.datasets[d].base[i]
-        if self.teacher_caches is not None:
-            cached = self.teacher_caches[d][i]
-            item["teacher"] = cached["relative"]
-            item["teacher_features"] = cached.get("features")
-        return item
+        item = self.datasets[d][i]
+        return item if self.teacher_caches is None else self.teacher_caches[d].attach(item, i)
 
     def prepare_data(self, progress: bool = True) -> list[TrainCache]:
         """Build (or reuse) one training cache per dataset; says how many sets, how large, how long it took."""
         if self.caches is None:
             self.caches = []
-            for d, ds in enumerate(self.datasets):
-                describe = {"spec": ds.spec, "height": self.cfg.height, "width": self.cfg.width,
-                            "dataset_key": ds.key, "teacher": self.cfg.teacher}
-                self.caches.append(build_train_cache(self._train_cache_dir(d), len(ds),
-                                                     lambda i, d=d: self._source_item(d, i), describe, progress))
-            for c, ds in zip(self.caches, self.datasets):
+            for d, (spec, key, ds) in enumerate(zip(self.cfg.train, self.keys, self.datasets)):
+                describe = {"spec": spec, "height": self.cfg.height, "width": self.cfg.width,
+                            "dataset_key": key, "teacher": self.cfg.teacher}
+                self.caches.append(build_train_cache(train_cache_dir(self.cfg.cache_dir, key, self.cfg.teacher),
+                                                     len(ds), lambda i, d=d: self._source_item(d, i), describe,
+                                                     progress))
+            for c, spec in zip(self.caches, self.cfg.train):
                 if self.cfg.gt_source not in c.keys and c.has_gt:
-                    raise ConfigError(f"gt_source {self.cfg.gt_source!r}: {ds.spec} has no such key "
+                    raise ConfigError(f"gt_source {self.cfg.gt_source!r}: {spec} has no such key "
                                       f"(it has {', '.join(c.keys)}); dense 'depth' exists for synthetic data only")
             log.info("training cache: %s (%s)", describe_size(self.caches),
                      ", ".join(str(c.dir) for c in self.caches))
@@ -320,7 +314,7 @@ class Trainer:
 
     def _log_images(self, batch, out) -> None:
         """RGB | depth | teacher | error panel of the first set's front camera."""
-        from fsmde_ros.geometry.viz import colorize_depth
+        from fsmde_ros.viz.depth_pictures import colorize_depth
 
         rgb = (batch["images"][0, 0].permute(1, 2, 0).detach().cpu().numpy() * 255).astype(np.uint8)
         depth = out["depth"][0, 0].detach().float().cpu().numpy()
@@ -349,7 +343,7 @@ def run_distillation(cfg: TrainConfig, resume: bool = True, progress: bool = Tru
         trainer.prepare_data(progress)
         print(f"[distill] training cache: {describe_size(trainer.caches)} "
               f"({', '.join(str(c.dir) for c in trainer.caches)})", flush=True)
-        teacher_only = [ds.spec for c, ds in zip(trainer.caches, trainer.datasets) if not c.has_gt]
+        teacher_only = [spec for c, spec in zip(trainer.caches, cfg.train) if not c.has_gt]
         if teacher_only:
             share = cfg.teacher_only_ratio if len(teacher_only) < len(trainer.datasets) else 1.0
             print(f"[distill] {len(teacher_only)} teacher-only dataset(s) (no GT), {share:.0%} of the steps: "

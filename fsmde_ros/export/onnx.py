@@ -20,34 +20,15 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from torch import nn
 
 from fsmde_ros import __version__
 from fsmde_ros.errors import ConfigError
-from fsmde_ros.model.contract import (  # noqa: F401 (re-exported)
-    INPUT_NAMES,
-    OUTPUT_NAMES,
-    OnnxModelError,
-    read_model_info,
-)
+from fsmde_ros.model.contract import DEFAULT_OPSET, INPUT_NAMES, OUTPUT_NAMES
 from fsmde_ros.model.student import SurroundDepthStudent
+from fsmde_ros.model.student_io import StudentForExport
 
-DEFAULT_OPSET = 17
 # Largest |onnx - torch| / max|torch| accepted per output; above it the export refuses to write.
 MAX_RELATIVE_ERROR = 1e-3
-
-
-class StudentForExport(nn.Module):
-    """Wraps the student with the graph's I/O contract (uint8 HWC in, [V,H,W] metres out)."""
-
-    def __init__(self, student: SurroundDepthStudent):
-        super().__init__()
-        self.student = student
-
-    def forward(self, images: torch.Tensor, focal_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
-        depth, std = self.student.predict(x, focal_px.unsqueeze(0))
-        return depth[0], std[0]
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

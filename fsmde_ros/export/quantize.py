@@ -4,9 +4,10 @@ Calibrated on surround sets of a dataset spec at the model's size (the images an
 feed it). Only the convolutions are quantised (the encoder, the ring fusion, the decoder: nearly all the
 multiply-adds); the input's cast and normalisation, the depth-bin head (its logits, the softmax over the bins,
 the expectation and the std) stay in float, where 8 bits would cost accuracy for no speed. So do the
-convolutions at half and a quarter of the input resolution (`keep_float_stride`): on the bundled student they
-cost most of the accuracy (abs_rel on 4 held-out worlds +5.2 % with every convolution int8, +1.4 % with the
-encoder's first stages in float; docs/benchmarks.md). Weights per channel,
+convolutions at 1/2, 1/4 and 1/8 of the input resolution (`keep_float_stride`): on the bundled student the
+finest ones cost most of the accuracy (abs_rel on 4 held-out worlds +3.0 % with every convolution int8, +0.0 %
+keeping 1/4 and finer float, -0.3 % keeping 1/8 and finer, which also runs fastest on a CPU; on all 8 held-out
+worlds only 1/8 stays within 3 % on both rigs; docs/benchmarks.md). Weights per channel,
 activations per tensor, both symmetric int8: what TensorRT's explicit quantisation takes (precision:=int8 builds
 an INT8 engine from it) and what ONNX Runtime runs on a CPU. The I/O contract stays: uint8 images in, float32
 depth and depth_std out.
@@ -24,6 +25,7 @@ from fsmde_ros.errors import ConfigError
 from fsmde_ros.model.contract import read_model_info
 
 CALIBRATION_METHODS = ("percentile", "entropy", "minmax")
+DEFAULT_KEEP_FLOAT_STRIDE = 8  # convolutions at 1/8 of the input resolution or finer stay float (measured)
 def high_resolution_convs(model: onnx.ModelProto, stride: int) -> list[str]:
     """Names of the Conv nodes whose output is at 1/stride of the input image's resolution or finer (symbolic shape
     inference on the model's fixed input size)."""
@@ -41,7 +43,7 @@ def high_resolution_convs(model: onnx.ModelProto, stride: int) -> list[str]:
 
 
 def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np.ndarray]], out: str | Path,
-                     method: str = "percentile", keep_float_stride: int = 4) -> Path:
+                     method: str = "percentile", keep_float_stride: int = DEFAULT_KEEP_FLOAT_STRIDE) -> Path:
     """Write the INT8 (QDQ) twin of the student at model_path to `out`, calibrated on `sets` of (images uint8
     [V,H,W,3], focal_px float32 [V]); the student's metadata carried over, with precision int8 and the method.
     keep_float_stride: convolutions at 1/keep_float_stride of the input resolution or finer stay float (0: none)."""

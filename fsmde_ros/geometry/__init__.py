@@ -1,4 +1,4 @@
-"""The lowest layer: rigs, pinhole projection, cloud fusion, depth metrics, depth colours.
+"""The lowest layer: rigs, pinhole projection, resizing, cloud fusion.
 
 numpy (and OpenCV for pictures) only: no torch, no ROS. Everything above builds on it.
 """

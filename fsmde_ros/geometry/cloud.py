@@ -30,6 +30,7 @@ class SurroundCloud:
         return int(self.xyz.shape[0])
 
 
+DEFAULT_MAX_DEPTH_M = 80.0  # [m] the node's range: farther is +Inf in the depth (REP-117) and not in the cloud
 OVERLAP_CHOICES = ("nearest_axis", "all")
 # Depths [m] at which a camera's rays are tested against the other cameras' images once per rig and
 # image size, to find the pixels whose points another camera may claim (from the bumper to the horizon).
@@ -126,7 +127,7 @@ class CloudFuser:
         return self._claim
 
     def __call__(self, depths: np.ndarray, K: np.ndarray, images: np.ndarray | None = None, min_depth: float = 0.1,
-                 max_depth: float = 80.0, depth_std: np.ndarray | None = None,
+                 max_depth: float = DEFAULT_MAX_DEPTH_M, depth_std: np.ndarray | None = None,
                  max_std_ratio: float | None = None) -> SurroundCloud:
         """depths [N,H,W] metres -> cloud of every stride-th pixel with depth in [min_depth, max_depth]
         (NaN and inf dropped, REP-118) and, with max_std_ratio, depth_std / depth <= that ratio."""
@@ -185,7 +186,7 @@ def fuse_cloud(
     images: np.ndarray | None = None,
     stride: int = 1,
     min_depth: float = 0.1,
-    max_depth: float = 80.0,
+    max_depth: float = DEFAULT_MAX_DEPTH_M,
     depth_std: np.ndarray | None = None,
     max_std_ratio: float | None = None,
     overlap: str = "all",

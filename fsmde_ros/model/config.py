@@ -6,8 +6,8 @@ from typing import Any
 
 from fsmde_ros.errors import ConfigError, dataclass_from_dict
 
-# ImageNet statistics of the timm encoders; normalisation happens inside the network (and so
-# inside the exported graph), so callers always send raw RGB.
+# ImageNet RGB statistics, of the timm encoders and of the teachers (DINOv2 / Depth Anything); the student
+# normalises inside the network (and so inside the exported graph), so callers always send raw RGB.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

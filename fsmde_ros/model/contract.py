@@ -9,6 +9,7 @@ import onnx
 
 from fsmde_ros.errors import FsmdeError
 
+DEFAULT_OPSET = 17  # the ONNX opset a student is exported at (and the lowest the exporter accepts)
 INPUT_NAMES = ("images", "focal_px")
 OUTPUT_NAMES = ("depth", "depth_std")
 # name -> (ONNX element type, rank): images uint8 [V,H,W,3] RGB, focal_px float32 [V], depth and its std float32 [V,H,W] m

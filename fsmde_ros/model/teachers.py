@@ -9,10 +9,11 @@ input resolution, and optionally intermediate `features` [B,V,C,h,w]. Teachers r
 - `OnnxRelativeTeacher`: any ONNX relative-depth model, run with ONNX Runtime.
 - `SyntheticTeacher`: the synthetic world's simulated teacher (it reads `batch["teacher"]`).
 
-How a trainer uses them (one call for all kinds): `teacher_output(batch, teacher)` runs an
-online teacher on `batch["images"]` when one is given, and otherwise returns `batch["teacher"]`
-(the synthetic world's, or a precomputed cache attached with
-`fsmde_ros.distill.teach.WithTeacherCache`, which also supplies `batch["teacher_features"]`).
+How they are used (one call for all kinds): `teacher_output(batch, teacher)` runs an online
+teacher on `batch["images"]` when one is given (`fsmde teach` does, to fill a teacher cache), and
+otherwise returns `batch["teacher"]` (and `batch["teacher_features"]`): the synthetic world's, or
+a precomputed cache's, which the trainer packs into its training cache
+(`fsmde_ros.distill.teach.TeacherCache.attach`).
 Nothing here downloads anything unless the user passes a Hugging Face hub id.
 """
 from __future__ import annotations
@@ -28,11 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from fsmde_ros.errors import ConfigError, MissingFileError
+from fsmde_ros.model.config import IMAGENET_MEAN, IMAGENET_STD  # what DINOv2 / Depth Anything were trained with
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB normalisation DINOv2 / Depth Anything were trained with
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH_SIZE = 14  # DINOv2 ViT/14: the network input must be a multiple of 14 px on both sides
 MIN_DEPTH_FOR_DISPARITY_M = 1e-3  # metric DA checkpoints output depth; disparity = 1 / max(depth, this)
 # Which intermediate features DepthAnythingTeacher returns (DPT neck, fused coarse-to-fine, or the ViT):
@@ -355,13 +355,13 @@ def teacher_output(batch: Mapping[str, Any], teacher: RelativeDepthTeacher | Non
     """The teacher's prediction for a batch: `teacher(batch["images"])` for an online teacher, else batch["teacher"].
 
     batch["teacher"] [B,V,H,W] comes from the synthetic world or a precomputed cache
-    (`WithTeacherCache`, which adds batch["teacher_features"] [B,V,C,h,w] when cached).
+    (`TeacherCache.attach`, which adds batch["teacher_features"] [B,V,C,h,w] when cached).
     """
     if teacher is not None and not isinstance(teacher, SyntheticTeacher):
         return teacher(batch["images"])
     if "teacher" not in batch:
-        raise KeyError("no teacher: the batch has no 'teacher' (only the synthetic world and datasets wrapped in "
-                       "WithTeacherCache have one) and no online teacher was given (create_teacher(spec))")
+        raise KeyError("no teacher: the batch has no 'teacher' (only the synthetic world and items given a cached "
+                       "teacher by TeacherCache.attach have one) and no online teacher was given (create_teacher(spec))")
     return SyntheticTeacher().from_batch(batch["teacher"], batch.get("teacher_features"))
 
 

@@ -333,15 +333,6 @@ def bag_format(path: str | Path) -> str:
     return "sqlite3"
 
 
-def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
-    """topic -> (message type, message count), as `ros2 bag info` lists them."""
-    reader = open_bag(path)
-    try:
-        return {t: (info.msgtype, info.msgcount) for t, info in reader.topics.items()}
-    finally:
-        reader.close()
-
-
 def describe_bag(path: str | Path) -> str:
     """A short `ros2 bag info`-like summary."""
     reader = open_bag(path)

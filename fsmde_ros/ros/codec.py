@@ -66,11 +66,6 @@ def header_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def header_sec(header: Any) -> float:
-    """A message header's stamp in seconds."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 # -- decoding (rclpy or rosbags messages) -------------------------------------------------------------
 def _bytes(data: Any) -> np.ndarray:
     """A message's uint8[] field as a uint8 numpy view (bytes, array.array or ndarray)."""

@@ -22,11 +22,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from fsmde_ros.errors import FsmdeError
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.codec import MessageBuilder
+from fsmde_ros.ros.outputs import DIAGNOSTICS_TOPIC, OutputTopics, OutputWriter
 from fsmde_ros.service.params import (
     NODE_NAME,
     NODE_PARAMS,
@@ -62,7 +63,6 @@ class SurroundDepthNode(Node):
         self.service = SurroundDepthService.from_params(raw, codec, warn=log.warning, info=log.info,
                                                         clock=time.monotonic, mount_lookup=self._tf_lookup())
         self.health = self.service.health
-        self._info_msgs: dict[int, tuple] = {}  # camera -> (intrinsics key, CameraInfo reused across sets)
         self.health.start(time.monotonic())
         self.p, self.rig, self.backend = self.service.p, self.service.rig, self.service.backend
         for reason in getattr(self.backend, "skipped", []):
@@ -70,6 +70,8 @@ class SurroundDepthNode(Node):
         log.info(f"backend {self.backend.name} ({self.backend.precision}), model {self.service.model}, "
                  f"input {self.backend.width}x{self.backend.height} x {self.backend.views} views")
         self.build = MessageBuilder.rclpy()
+        self.outputs = OutputWriter(self.build, OutputTopics.of(self.rig, root="~"), self.rig.base_frame,
+                                    self.backend.width, self.backend.height)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._sets: queue.Queue = queue.Queue(maxsize=1)
         self._make_io()
@@ -146,11 +148,11 @@ class SurroundDepthNode(Node):
         # it is given, in place: each entity gets its own copy, or one topic's override would reach them all
         kinds = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY)
         overridable = {"qos_overriding_options": QoSOverridingOptions(policy_kinds=kinds)}
-        self.pub_depth, self.pub_std, self.pub_info = {}, {}, {}
-        for i, cam in enumerate(self.rig.cameras):  # every output exists; the publish_* switches (live) gate them
-            self.pub_depth[i] = self.create_publisher(Image, f"~/{cam.name}/depth", copy.copy(out_qos), **overridable)
-            self.pub_info[i] = self.create_publisher(CameraInfo, f"~/{cam.name}/camera_info", copy.copy(out_qos), **overridable)
-            self.pub_std[i] = self.create_publisher(Image, f"~/{cam.name}/depth_std", copy.copy(out_qos), **overridable)
+        # every output exists; the publish_* switches (live) gate them
+        self.pubs = {topic: self.create_publisher(codec.rclpy_class(msgtype), topic, copy.copy(out_qos), **overridable)
+                     for topic, msgtype in self.outputs.topics.all().items()}
+        self.pub_points = self.pubs[self.outputs.topics.points]
+        for i, cam in enumerate(self.rig.cameras):
             if p["compressed"]:
                 self.create_subscription(CompressedImage, cam.image_topic + "/compressed",
                                          lambda m, i=i: self._on_image(i, m), copy.copy(sensor_qos), **overridable)
@@ -159,8 +161,7 @@ class SurroundDepthNode(Node):
                                          **overridable)
             self.create_subscription(CameraInfo, cam.info_topic, lambda m, i=i: self._on_info(i, m), copy.copy(sensor_qos),
                                      **overridable)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", copy.copy(out_qos), **overridable)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
 
     def _publish_rig_tf(self) -> None:
         try:
@@ -224,38 +225,14 @@ class SurroundDepthNode(Node):
     def _publish(self, output) -> None:
         """Serialise and publish only what someone listens to (counted per kind in /diagnostics)."""
         start = time.perf_counter()
-        result, w, h = output.result, self.backend.width, self.backend.height
-        headers = [m.header if m is not None else None for m in output.messages]
-        p = self.service.p  # read once: a `ros2 param set` lands between sets, never within one
-        for i, header in enumerate(headers):
-            if header is None:
-                continue
-            if p["publish_depth"]:
-                self._send(self.pub_depth[i], "depth", lambda: self.build.depth_image(result.depth[i], header))
-                self._send(self.pub_info[i], "camera_info", lambda: self._camera_info(i, result.K[i], w, h, header))
-            if p["publish_std"]:
-                self._send(self.pub_std[i], "depth_std", lambda: self.build.depth_image(result.depth_std[i], header))
-        if p["publish_cloud"] and result.cloud is not None:
-            latest = max(codec.header_ns(hdr) for hdr in headers if hdr is not None)
-            self._send(self.pub_points, "points",
-                       lambda: self.build.surround_cloud(result.cloud, self.build.header(latest, self.rig.base_frame)))
+        for out in self.outputs.messages(output, self.service.p):  # p read once: `ros2 param set` lands between sets
+            publisher = self.pubs[out.topic]
+            if publisher.get_subscription_count() > 0:
+                publisher.publish(out.build())
+                self.health.count(f"published {out.kind}")
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         self.service.published(output, time.monotonic(), (now_ros - output.stamp) * 1e3,
                                (time.perf_counter() - start) * 1e3)
-
-    def _camera_info(self, i: int, K, w: int, h: int, header):
-        """Camera i's CameraInfo, built once per intrinsics and size and then reused with the new header."""
-        key = (K.tobytes(), w, h)
-        cached = self._info_msgs.get(i)
-        if cached is None or cached[0] != key:
-            cached = self._info_msgs[i] = (key, self.build.camera_info(K, w, h, header))
-        cached[1].header = header
-        return cached[1]
-
-    def _send(self, publisher, kind: str, build) -> None:
-        if publisher.get_subscription_count() > 0:
-            publisher.publish(build())
-            self.health.count(f"published {kind}")
 
     def _publish_diagnostics(self) -> None:
         self.service.refresh_mounts()  # TF may come late (a static broadcaster started after the node) or change

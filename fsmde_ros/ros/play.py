@@ -174,11 +174,10 @@ def _play_rclpy(reader, conns, rate, loop, start_ns, clock, wait_for, wait_timeo
             from rosgraph_msgs.msg import Clock
 
             clock_pub = node.create_publisher(Clock, "/clock", 10)
+            build = codec.MessageBuilder.rclpy()
 
             def clock_cb(ns: int) -> None:
-                msg = Clock()
-                msg.clock.sec, msg.clock.nanosec = int(ns // 1_000_000_000), int(ns % 1_000_000_000)
-                clock_pub.publish(msg)
+                clock_pub.publish(Clock(clock=build.time(ns)))
 
         image_topics = sorted({c.topic for c in played if c.msgtype in IMAGE_TYPES})
         try:

@@ -24,9 +24,9 @@ from fsmde_ros.ros.bag import (
     bag_format,
     open_bag,
 )
+from fsmde_ros.ros.outputs import DIAGNOSTICS_TOPIC, OutputTopics, OutputWriter, set_stamp_ns
 from fsmde_ros.runtime import ONNX_BACKENDS
-from fsmde_ros.service.params import OUTPUT_NAMESPACE as OUTPUT_NS
-from fsmde_ros.service.surround_service import SetOutput, SurroundDepthService
+from fsmde_ros.service.surround_service import SurroundDepthService
 
 BAG_MESSAGES = codec.MessageBuilder.bags()
 
@@ -64,27 +64,18 @@ def _camera_topics(reader, rig, compressed: bool | None, allow_partial: bool, ba
     return found
 
 
-def write_outputs(writer: BagWriter, service: SurroundDepthService, out: SetOutput) -> int:
-    """Write one set's outputs on the node's topics (as the node publishes them); returns the set's stamp [ns]."""
-    p, rig, r = service.p, service.rig, out.result
-    w, h = service.backend.width, service.backend.height
-    stamps = []
-    for i, msg in enumerate(out.messages):
-        if msg is None:
-            continue
-        hdr, base = msg.header, f"{OUTPUT_NS}/{rig.names[i]}"
-        ns = codec.header_ns(hdr)
-        stamps.append(ns)
-        if p["publish_depth"]:
-            writer.write(base + "/depth", BAG_MESSAGES.depth_image(r.depth[i], hdr), ns)
-            writer.write(base + "/camera_info", BAG_MESSAGES.camera_info(r.K[i], w, h, hdr), ns)
-        if p["publish_std"]:
-            writer.write(base + "/depth_std", BAG_MESSAGES.depth_image(r.depth_std[i], hdr), ns)
-    set_ns = max(stamps)
-    if p["publish_cloud"] and r.cloud is not None:
-        writer.write(OUTPUT_NS + "/points", BAG_MESSAGES.surround_cloud(r.cloud, BAG_MESSAGES.header(set_ns, rig.base_frame)),
-                     set_ns)
-    return set_ns
+def _inputs(reader, bag, custom: dict, rig: str | None, params: dict, compressed: bool | None, copy_inputs: bool):
+    """The rig and what is read of the bag: (rig, image topic -> camera, info topic -> camera, topics copied
+    as they are, the connections read). custom: the bag's metadata (bag_custom_data)."""
+    rig_name = rig or custom.get(RIG_KEY)
+    if not rig_name:
+        raise BagError(f"bag {bag} does not say which rig recorded it (no '{RIG_KEY}' in its metadata); pass --rig")
+    rig_obj = load_rig(rig_name)
+    images = _camera_topics(reader, rig_obj, compressed, bool(params.get("allow_partial", False)), bag)
+    infos = {c.info_topic: i for i, c in enumerate(rig_obj.cameras)}
+    copied = {"/tf_static", "/tf"} | (set(images) | set(infos) if copy_inputs else set())
+    wanted = [c for c in reader.connections if c.topic in images or c.topic in infos or c.topic in copied]
+    return rig_obj, images, infos, copied, wanted
 
 
 def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params: dict | None = None,
@@ -108,71 +99,89 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
     reader = open_bag(bag)
     try:
         custom = bag_custom_data(reader)
-        rig_name = rig or custom.get(RIG_KEY)
-        if not rig_name:
-            raise BagError(f"bag {bag} does not say which rig recorded it (no '{RIG_KEY}' in its metadata); pass --rig")
-        rig_obj = load_rig(rig_name)
-        allow_partial = bool(params.get("allow_partial", False))
-        images = _camera_topics(reader, rig_obj, compressed, allow_partial, bag)
-        infos = {c.info_topic: i for i, c in enumerate(rig_obj.cameras)}
-        copied = {"/tf_static", "/tf"} | (set(images) | set(infos) if copy_inputs else set())
-        wanted = [c for c in reader.connections if c.topic in images or c.topic in infos or c.topic in copied]
+        rig_obj, images, infos, copied, wanted = _inputs(reader, bag, custom, rig, params, compressed, copy_inputs)
         warn = (lambda text: tqdm.write(f"[process] {text}")) if progress else (lambda text: log(f"[process] {text}"))
         service = SurroundDepthService.from_params(params, codec, rig=rig_obj, model_option="--model ",
                                                    warn=warn, info=warn)
         counts = [info.msgcount for t, info in reader.topics.items() if t in images]
-        total = min(counts) if not allow_partial else max(counts)
+        total = max(counts) if params.get("allow_partial", False) else min(counts)
         total = total if limit is None else min(total, int(limit))
-        summary = ProcessSummary(out=Path(out), backend=service.backend.name)
-        t0, first_ns, last_ns, now = time.perf_counter(), None, None, 0.0
-
-        def diagnostics() -> None:
-            wall = time.perf_counter() - t0
-            span = (last_ns - first_ns) * 1e-9 if first_ns is not None else 0.0
-            extra = {"mode": "offline (fsmde process)",
-                     "processing rate [sets/s]": f"{summary.sets / max(wall, 1e-9):.2f}",
-                     "bag rate [sets/s]": f"{(summary.sets - 1) / span:.2f}" if span > 0 else "n/a"}
-            ns = last_ns if last_ns is not None else codec.stamp_ns(now)
-            writer.write("/diagnostics", BAG_MESSAGES.diagnostic_array(ns, service.report(now, extra), "fsmde process"), ns)
-
+        t0 = time.perf_counter()
         # the outputs keep the input's stamps, so a re-based input's offset carries over (bag.stamp_offset_s)
         keep = {k: custom[k] for k in (STAMP_OFFSET_KEY,) if k in custom}
         with BagWriter(out, format or bag_format(bag), {RIG_KEY: rig_obj.name, **keep}) as writer, closing(service):
             with tqdm(total=total, desc=f"process {Path(bag).name}", unit="set", disable=not progress) as bar:
+                run = _Run(writer, service, ProcessSummary(out=Path(out), backend=service.backend.name),
+                           diagnostics_every, limit, bar.update, t0)
                 for conn, ns, raw in reader.messages(connections=wanted):
                     if conn.topic in copied:
                         writer.copy(conn, ns, raw)
                     if conn.topic in infos:
                         service.on_camera_info(infos[conn.topic], codec.from_cdr(raw, conn.msgtype))
-                        continue
-                    if conn.topic not in images:
-                        continue
-                    msg, now = codec.from_cdr(raw, conn.msgtype), ns * 1e-9
-                    summary.images += 1
-                    for synced in service.on_image(images[conn.topic], codec.header_ns(msg.header), msg, now,
-                                                   compressed=conn.msgtype == codec.COMPRESSED):
-                        if limit is not None and summary.sets >= limit:
+                    elif conn.topic in images:
+                        run.image(images[conn.topic], conn.msgtype, ns, raw)
+                        if run.done:
                             break
-                        start = time.perf_counter()
-                        result = service.run(synced)
-                        if result is None:
-                            continue
-                        last_ns = write_outputs(writer, service, result)
-                        first_ns = last_ns if first_ns is None else first_ns
-                        summary.sets += 1
-                        summary.partial_sets += bool(synced.partial)
-                        service.published(result, now, (time.perf_counter() - start) * 1e3, 0.0)
-                        bar.update(1)
-                        if diagnostics_every and summary.sets % diagnostics_every == 0:
-                            diagnostics()
-                    if limit is not None and summary.sets >= limit:
-                        break
-            diagnostics()
-        summary.failed_sets = service.health.counters["failed_sets"]
-        summary.bad_inputs = service.health.counters["bad_inputs"]
-        summary.unmatched = summary.images - sum(st.used for st in service.sync.states(now))
-        summary.seconds = time.perf_counter() - t0
-        summary.bag_seconds = ((last_ns - first_ns) * 1e-9) if first_ns is not None else 0.0
-        return summary
+            run.diagnostics()
+        return run.finish()
     finally:
         reader.close()
+
+
+class _Run:
+    """One `fsmde process` run: images into the service, each set's outputs and /diagnostics into the bag."""
+
+    def __init__(self, writer: BagWriter, service: SurroundDepthService, summary: ProcessSummary,
+                 diagnostics_every: int, limit: int | None, advance, t0: float):
+        self.writer, self.service, self.summary = writer, service, summary
+        self.diagnostics_every, self.limit, self.advance = diagnostics_every, limit, advance
+        self.outputs = OutputWriter(BAG_MESSAGES, OutputTopics.of(service.rig), service.rig.base_frame,
+                                    service.backend.width, service.backend.height)
+        self.t0, self.first_ns, self.last_ns, self.now = t0, None, None, 0.0  # wall [s], set stamps [ns], bag [s]
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.summary.sets >= self.limit
+
+    def image(self, camera: int, msgtype: str, ns: int, raw: bytes) -> None:
+        """One image message at log time ns: the sets it completes run, and their outputs are written."""
+        msg, self.now = codec.from_cdr(raw, msgtype), ns * 1e-9
+        self.summary.images += 1
+        for synced in self.service.on_image(camera, codec.header_ns(msg.header), msg, self.now,
+                                            compressed=msgtype == codec.COMPRESSED):
+            if self.done:
+                break
+            start = time.perf_counter()
+            result = self.service.run(synced)
+            if result is None:
+                continue
+            for outgoing in self.outputs.messages(result, self.service.p):
+                self.writer.write(outgoing.topic, outgoing.build(), outgoing.ns)
+            self.last_ns = set_stamp_ns(result)
+            self.first_ns = self.last_ns if self.first_ns is None else self.first_ns
+            self.summary.sets += 1
+            self.summary.partial_sets += bool(synced.partial)
+            self.service.published(result, self.now, (time.perf_counter() - start) * 1e3, 0.0)
+            self.advance(1)
+            if self.diagnostics_every and self.summary.sets % self.diagnostics_every == 0:
+                self.diagnostics()
+
+    def diagnostics(self) -> None:
+        """/diagnostics from the service's health, with the offline rates, at the last set's stamp."""
+        wall = time.perf_counter() - self.t0
+        span = (self.last_ns - self.first_ns) * 1e-9 if self.first_ns is not None else 0.0
+        extra = {"mode": "offline (fsmde process)",
+                 "processing rate [sets/s]": f"{self.summary.sets / max(wall, 1e-9):.2f}",
+                 "bag rate [sets/s]": f"{(self.summary.sets - 1) / span:.2f}" if span > 0 else "n/a"}
+        ns = self.last_ns if self.last_ns is not None else codec.stamp_ns(self.now)
+        self.writer.write(DIAGNOSTICS_TOPIC, BAG_MESSAGES.diagnostic_array(ns, self.service.report(self.now, extra),
+                                                                           "fsmde process"), ns)
+
+    def finish(self) -> ProcessSummary:
+        """The summary, with the service's counters and the sets' stamp span."""
+        summary, counters = self.summary, self.service.health.counters
+        summary.failed_sets, summary.bad_inputs = counters["failed_sets"], counters["bad_inputs"]
+        summary.unmatched = summary.images - sum(st.used for st in self.service.sync.states(self.now))
+        summary.seconds = time.perf_counter() - self.t0
+        summary.bag_seconds = ((self.last_ns - self.first_ns) * 1e-9) if self.first_ns is not None else 0.0
+        return summary

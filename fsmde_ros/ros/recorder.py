@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fsmde_ros.ros import codec
+from fsmde_ros.ros.outputs import DIAGNOSTICS_TOPIC, OutputTopics
 from fsmde_ros.service.params import OUTPUT_NAMESPACE
 
 
@@ -36,10 +37,10 @@ class OutputRecorder:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rclpy.serialization import serialize_message
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from sensor_msgs.msg import Image
 
         self._serialize = serialize_message
-        self.rig = rig
+        self.rig, self.topics = rig, OutputTopics.of(rig, namespace)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("fsmde_recorder", context=self.context)
@@ -48,27 +49,20 @@ class OutputRecorder:
         self.messages: list[Recorded] = []
         self.inputs: dict[int, float] = {}  # stamp_ns of the last camera's image -> arrival [s]
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        types = {Image: "sensor_msgs/msg/Image", CameraInfo: "sensor_msgs/msg/CameraInfo",
-                 PointCloud2: "sensor_msgs/msg/PointCloud2", DiagnosticArray: "diagnostic_msgs/msg/DiagnosticArray"}
-        topics = [(f"{namespace}/points", PointCloud2)]
-        for cam in rig.cameras:
-            topics += [(f"{namespace}/{cam.name}/depth", Image), (f"{namespace}/{cam.name}/depth_std", Image),
-                       (f"{namespace}/{cam.name}/camera_info", CameraInfo)]
-        for topic, msg_type in topics:
-            self.node.create_subscription(msg_type, topic, self._keeper(topic, types[msg_type]), qos)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      self._keeper("/diagnostics", types[DiagnosticArray]), 10)
+        for topic, msgtype in self.topics.all().items():
+            self.node.create_subscription(codec.rclpy_class(msgtype), topic, self._keeper(topic, msgtype), qos)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC,
+                                      self._keeper(DIAGNOSTICS_TOPIC, codec.DIAGNOSTICS), 10)
         self.node.create_subscription(Image, rig.cameras[-1].image_topic, self._on_input, qos_profile_sensor_data)
 
     def _keeper(self, topic: str, type_name: str):
         def keep(msg) -> None:
-            stamp = msg.header.stamp
-            self.messages.append(Recorded(topic, type_name, stamp.sec * 1_000_000_000 + stamp.nanosec,
-                                          time.monotonic(), self._serialize(msg)))
+            self.messages.append(Recorded(topic, type_name, codec.header_ns(msg.header), time.monotonic(),
+                                          self._serialize(msg)))
         return keep
 
     def _on_input(self, msg) -> None:
-        self.inputs[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = time.monotonic()
+        self.inputs[codec.header_ns(msg.header)] = time.monotonic()
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -88,9 +82,8 @@ class OutputRecorder:
 
     def latencies_ms(self) -> list[float]:
         """Input arrival of the last camera -> arrival of its depth output, per set, in publish order."""
-        last = self.rig.cameras[-1].name
         out = []
-        for m in self.of(f"{OUTPUT_NAMESPACE}/{last}/depth"):
+        for m in self.of(self.topics.depth(self.rig.names[-1])):
             if m.stamp_ns in self.inputs:
                 out.append((m.received - self.inputs[m.stamp_ns]) * 1e3)
         return out
@@ -100,7 +93,7 @@ class OutputRecorder:
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.serialization import deserialize_message
 
-        for rec in reversed(self.of("/diagnostics")):
+        for rec in reversed(self.of(DIAGNOSTICS_TOPIC)):
             for status in deserialize_message(rec.raw, DiagnosticArray).status:
                 if status.name.endswith(suffix):
                     return {kv.key: kv.value for kv in status.values}
@@ -130,6 +123,6 @@ def depth_sets(recorder: OutputRecorder) -> dict[int, dict[str, np.ndarray]]:
     """{set stamp of the first camera's image: {camera name: depth [H,W]}} of the recorded depth."""
     sets: dict[int, dict[str, np.ndarray]] = {}
     for cam in recorder.rig.cameras:
-        for rec in recorder.of(f"{OUTPUT_NAMESPACE}/{cam.name}/depth"):
+        for rec in recorder.of(recorder.topics.depth(cam.name)):
             sets.setdefault(rec.stamp_ns, {})[cam.name] = codec.image_to_depth(recorder.decode(rec)).copy()
     return sets

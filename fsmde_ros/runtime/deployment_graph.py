@@ -5,7 +5,9 @@ what the node publishes: it resizes them (a centre crop to the model's aspect ra
 an integer box average, then bilinear for the rest), runs the student, marks depth outside [min, max]
 with REP-117's -Inf / +Inf and computes the fused cloud (rays from the intrinsics, stride, bounds, the depth_std ratio filter and the `nearest_axis`
 handover) as fixed-size tensors with a validity mask. TensorRT runs it all on the GPU, ONNX Runtime
-in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes.
+in its kernels; the host only stacks the images, compacts the cloud (one mask) and publishes. The run-time
+side (feeds, outputs by name, the compaction) is runtime/deployment.py's DeploymentGraph. Every node the graph
+adds is named FP32_LAYER_PREFIX*: FP16 engines keep those layers FP32 (runtime/engine_build.py).
 
 What may change while the node runs is an input, never a constant (so never an engine rebuild):
 K at the model's resolution, the camera poses, the depth bounds, the std ratio, which cameras are
@@ -34,7 +36,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
-from fsmde_ros.geometry.resize import plan_resize, remap_box, supersampling
+from fsmde_ros.geometry.resize import ResizePlan, plan_resize, remap_box, supersampling
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ GRAPH_VERSION = 7  # bump when the composed graph changes: cached graphs (and th
 CAMERA_INPUT = "camera_images_{}"  # one input per camera, numbered in rig order
 GRAPH_INPUTS = ("K", "T_base_cam", "T_cam_base", "depth_range", "max_std_ratio", "present", "claim")  # after those
 GRAPH_OUTPUTS = ("depth", "depth_std", "images", "cloud_xyz", "cloud_rgb", "cloud_valid")
+UNDISTORT_GRID = "undistort_grid"  # the undistorting variant's one more input (after GRAPH_INPUTS)
 STUDENT = "student/"  # prefix of the student's tensor names inside the composed graph
+FP32_LAYER_PREFIX = "deploy/"  # prefix of every node the graph adds: an FP16 engine keeps them FP32 (engine_build.py)
 
 
 def graph_path(student: str | Path, in_w: int, in_h: int, stride: int, overlap: str,
@@ -73,7 +77,8 @@ def deployment_graph(student: str | Path, in_w: int, in_h: int, stride: int = 4,
 
 
 class _Builder:
-    """Appends nodes with unique output names to one graph."""
+    """Appends nodes with unique output names to one graph; every node, constant and tensor it names starts with
+    FP32_LAYER_PREFIX (the student's keep STUDENT)."""
 
     def __init__(self):
         self.nodes: list[onnx.NodeProto] = []
@@ -82,14 +87,14 @@ class _Builder:
 
     def const(self, value, dtype=np.float32) -> str:
         self._n += 1
-        name = f"deploy/c{self._n}"
+        name = f"{FP32_LAYER_PREFIX}c{self._n}"
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
     def op(self, op_type: str, *inputs: str, out: str | None = None, **attrs) -> str:
         self._n += 1
-        name = out or f"deploy/t{self._n}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"deploy/n{self._n}", **attrs))
+        name = out or f"{FP32_LAYER_PREFIX}t{self._n}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"{FP32_LAYER_PREFIX}n{self._n}", **attrs))
         return name
 
     def slice(self, x: str, starts, ends, axes, steps=None) -> str:
@@ -109,21 +114,39 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     undistort: the variant for distorted cameras: the whole image box-averaged with the remap's box, then sampled at
     `undistort_grid` [V,h,w,2] (an input: GridSample's normalised coordinates, `undistort_grid` below; supersampled
     where the host's remap is) instead of the crop and bilinear resize, as service/calibration.py does on the host."""
+    V, h, w = _student_size(student, stride, overlap)
+    plan = plan_resize(in_w, in_h, w, h)
+    student = onnx.compose.add_prefix(student, STUDENT)
+    b = _Builder()
+    x = _resize(b, plan, V, undistort)          # float [V,h,w,3], rounded to 0..255
+    _student_inputs(b, x, V)
+    pre = len(b.nodes)  # the nodes before the student's; the rest come after it
+    depth, bounds = _masked_depth(b, V)
+    hs, ws = _cloud(b, depth, bounds, x, V, h, w, stride, overlap)
+    graph = helper.make_graph(b.nodes[:pre] + list(student.graph.node) + b.nodes[pre:], "fsmde_deployment",
+                              *_graph_io(V, in_w, in_h, h, w, hs, ws, undistort),
+                              initializer=b.inits + list(student.graph.initializer))
+    return _model(graph, student, in_w, in_h, stride, overlap, undistort)
+
+
+def _student_size(student: onnx.ModelProto, stride: int, overlap: str) -> tuple[int, int, int]:
+    """(V, h, w) of the student's `images` input; ValueError for a stride or overlap mode the graph cannot take."""
     if overlap not in OVERLAP_CHOICES:
         raise ValueError(f"overlap must be one of {OVERLAP_CHOICES}, got {overlap!r}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     dims = [d.dim_value for d in student.graph.input[[i.name for i in student.graph.input].index("images")]
             .type.tensor_type.shape.dim]
-    V, h, w = dims[0], dims[1], dims[2]
-    plan = plan_resize(in_w, in_h, w, h)
-    student = onnx.compose.add_prefix(student, STUDENT)
-    b = _Builder()
+    return dims[0], dims[1], dims[2]
 
-    # -- resize: V x uint8 [H_in,W_in,3] -> uint8 [V,h,w,3] ----------------------------------------------
-    # The box average runs on the HWC layout (a 3-D pool over [V,1,H,W,3], the channel window 1), so the
-    # full-resolution pixels are never transposed; the rest works on the pooled images. (One pool over the
-    # stacked cameras: ONNX Runtime splits a pool over its N x C planes, so one camera at a time uses one core.)
+
+def _resize(b: _Builder, plan: ResizePlan, V: int, undistort: bool) -> str:
+    """V x uint8 [H_in,W_in,3] -> float [V,h,w,3] (rounded, 0..255): the centre crop, box average and bilinear of
+    geometry/resize.py, or (undistort) the remap's box over the whole image, then `undistort_grid`.
+    The box average runs on the HWC layout (a 3-D pool over [V,1,H,W,3], the channel window 1), so the
+    full-resolution pixels are never transposed; the rest works on the pooled images. (One pool over the
+    stacked cameras: ONNX Runtime splits a pool over its N x C planes, so one camera at a time uses one core.)"""
+    in_w, in_h, w, h = plan.in_w, plan.in_h, plan.out_w, plan.out_h
     pw, ph = plan.pooled
     # uint8 only where it enters and leaves (TensorRT takes uint8 at the network I/O and in casts only)
     cams = [b.op("Reshape", b.op("Cast", CAMERA_INPUT.format(i), to=TensorProto.FLOAT),
@@ -145,14 +168,19 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     elif (pw, ph) != (w, h):
         x = b.op("Resize", x, "", "", b.const([V, 3, h, w], np.int64), mode="linear",
                  coordinate_transformation_mode="half_pixel")
-    x = b.op("Transpose", b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0)), perm=[0, 2, 3, 1])  # [V,h,w,3]
+    return b.op("Transpose", b.op("Clip", b.op("Round", x), b.const(0.0), b.const(255.0)), perm=[0, 2, 3, 1])
+
+
+def _student_inputs(b: _Builder, x: str, V: int) -> None:
+    """The student's inputs from the resized images x [V,h,w,3] (also the graph's `images` output) and fx of K."""
     images = b.op("Cast", x, to=TensorProto.UINT8, out="images")
     b.op("Identity", images, out=STUDENT + "images")
     fx = b.op("Reshape", b.slice("K", [0, 0], [1, 1], [1, 2]), b.const([V], np.int64))
     b.op("Identity", fx, out=STUDENT + "focal_px")
-    pre = len(b.nodes)  # the nodes before the student's; the rest come after it
 
-    # -- depth: -Inf / +Inf outside [min, max], NaN for absent cameras ---------------------------------------
+
+def _masked_depth(b: _Builder, V: int) -> tuple[str, tuple[str, str]]:
+    """The graph's depth [V,h,w] [m]: -Inf / +Inf outside [min, max], NaN for absent cameras; and (min, max) [1]."""
     dmin, dmax = b.pick("depth_range", 0, 0), b.pick("depth_range", 0, 1)
     d = STUDENT + "depth"
     present = b.op("Reshape", "present", b.const([V, 1, 1], np.int64))
@@ -162,9 +190,14 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
                    b.op("Where", b.op("Greater", d, dmax), b.const(np.inf), d))
     depth = b.op("Where", present, bounded, nan, out="depth")
     b.op("Identity", STUDENT + "depth_std", out="depth_std")
+    return depth, (dmin, dmax)
 
-    # -- cloud on the strided grid, as fixed-size tensors ------------------------------------------------
-    s = stride
+
+def _cloud(b: _Builder, depth: str, bounds: tuple[str, str], x: str, V: int, h: int, w: int, s: int,
+           overlap: str) -> tuple[int, int]:
+    """cloud_xyz [V,h',w',3] in base_link [m], cloud_rgb [V,h',w',3] and cloud_valid [V,h',w'] on the stride-s grid
+    (CloudFuser's points, fixed-size with a mask); returns (h', w')."""
+    dmin, dmax = bounds
     ds = b.slice(depth, [0, 0], [h, w], [1, 2], [s, s])                 # [V,h',w']
     std_s = b.slice(STUDENT + "depth_std", [0, 0], [h, w], [1, 2], [s, s])
     hs, ws = len(range(0, h, s)), len(range(0, w, s))
@@ -173,6 +206,19 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
     std_ok = b.op("Or", b.op("LessOrEqual", ratio, b.const([0.0])),
                   b.op("LessOrEqual", std_s, b.op("Mul", ds, ratio)))
     keep = b.op("And", keep, std_ok)
+    xyz, cos_axis = _points(b, ds, V, h, w, s)
+    b.op("Reshape", xyz, b.const([V, hs, ws, 3], np.int64), out="cloud_xyz")
+    b.op("Cast", b.slice(x, [0, 0], [h, w], [1, 2], [s, s]), to=TensorProto.UINT8, out="cloud_rgb")
+    if overlap == "nearest_axis":
+        keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, hs * ws, hs, ws, h, w)))
+    b.op("Identity", keep, out="cloud_valid")
+    return hs, ws
+
+
+def _points(b: _Builder, ds: str, V: int, h: int, w: int, s: int) -> tuple[str, str]:
+    """The strided depth ds [V,h',w'] as points xyz [V,P,3] in base_link [m] (P = h' w'; rays from K, mounts from
+    T_base_cam) and each ray's cosine to its optical axis [V,h',w']."""
+    hs, ws = len(range(0, h, s)), len(range(0, w, s))
     u = np.broadcast_to(np.arange(0, w, s, dtype=np.float32)[None, :], (hs, ws))
     v = np.broadcast_to(np.arange(0, h, s, dtype=np.float32)[:, None], (hs, ws))
     Kf = lambda r, c: b.slice("K", [r, c], [r + 1, c + 1], [1, 2])    # noqa: E731 - [V,1,1]
@@ -189,30 +235,27 @@ def compose_deployment_graph(student: onnx.ModelProto, in_w: int, in_h: int, str
                 b.op("Transpose", R, perm=[0, 2, 1]))                    # [V,P,3] in base_link
     xyz = b.op("Add", b.op("Mul", rays, b.op("Reshape", ds, b.const([V, P, 1], np.int64))),
                b.op("Transpose", t, perm=[0, 2, 1]))                     # [V,P,3]
-    b.op("Reshape", xyz, b.const([V, hs, ws, 3], np.int64), out="cloud_xyz")
-    b.op("Cast", b.slice(x, [0, 0], [h, w], [1, 2], [s, s]), to=TensorProto.UINT8, out="cloud_rgb")
-    if overlap == "nearest_axis":
-        keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, P, hs, ws, h, w)))
-    b.op("Identity", keep, out="cloud_valid")
+    return xyz, cos_axis
 
-    graph = helper.make_graph(
-        b.nodes[:pre] + list(student.graph.node) + b.nodes[pre:], "fsmde_deployment",
-        [*[helper.make_tensor_value_info(CAMERA_INPUT.format(i), TensorProto.UINT8, [in_h, in_w, 3]) for i in range(V)],
-         helper.make_tensor_value_info("K", TensorProto.FLOAT, [V, 3, 3]),
-         helper.make_tensor_value_info("T_base_cam", TensorProto.FLOAT, [V, 4, 4]),
-         helper.make_tensor_value_info("T_cam_base", TensorProto.FLOAT, [V, 4, 4]),
-         helper.make_tensor_value_info("depth_range", TensorProto.FLOAT, [2]),
-         helper.make_tensor_value_info("max_std_ratio", TensorProto.FLOAT, [1]),
-         helper.make_tensor_value_info("present", TensorProto.BOOL, [V]),
-         helper.make_tensor_value_info("claim", TensorProto.BOOL, [V, V, hs, ws]),
-         *([helper.make_tensor_value_info("undistort_grid", TensorProto.FLOAT, [V, h, w, 2])] if undistort else [])],
-        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [V, h, w]),
-         helper.make_tensor_value_info("depth_std", TensorProto.FLOAT, [V, h, w]),
-         helper.make_tensor_value_info("images", TensorProto.UINT8, [V, h, w, 3]),
-         helper.make_tensor_value_info("cloud_xyz", TensorProto.FLOAT, [V, hs, ws, 3]),
-         helper.make_tensor_value_info("cloud_rgb", TensorProto.UINT8, [V, hs, ws, 3]),
-         helper.make_tensor_value_info("cloud_valid", TensorProto.BOOL, [V, hs, ws])],
-        initializer=b.inits + list(student.graph.initializer))
+
+def _graph_io(V: int, in_w: int, in_h: int, h: int, w: int, hs: int, ws: int, undistort: bool
+              ) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """The graph's inputs and outputs, named by CAMERA_INPUT, GRAPH_INPUTS, UNDISTORT_GRID and GRAPH_OUTPUTS."""
+    F, B, U8 = TensorProto.FLOAT, TensorProto.BOOL, TensorProto.UINT8
+    inputs = {"K": (F, [V, 3, 3]), "T_base_cam": (F, [V, 4, 4]), "T_cam_base": (F, [V, 4, 4]), "depth_range": (F, [2]),
+              "max_std_ratio": (F, [1]), "present": (B, [V]), "claim": (B, [V, V, hs, ws])}
+    outputs = {"depth": (F, [V, h, w]), "depth_std": (F, [V, h, w]), "images": (U8, [V, h, w, 3]),
+               "cloud_xyz": (F, [V, hs, ws, 3]), "cloud_rgb": (U8, [V, hs, ws, 3]), "cloud_valid": (B, [V, hs, ws])}
+    value = helper.make_tensor_value_info
+    return ([*[value(CAMERA_INPUT.format(i), U8, [in_h, in_w, 3]) for i in range(V)],
+             *[value(name, *inputs[name]) for name in GRAPH_INPUTS],
+             *([value(UNDISTORT_GRID, F, [V, h, w, 2])] if undistort else [])],
+            [value(name, *outputs[name]) for name in GRAPH_OUTPUTS])
+
+
+def _model(graph: onnx.GraphProto, student: onnx.ModelProto, in_w: int, in_h: int, stride: int, overlap: str,
+           undistort: bool) -> onnx.ModelProto:
+    """The composed graph as a checked model with the student's opsets and metadata, plus the deploy_* keys."""
     opsets = list(student.opset_import)
     if undistort:  # GridSample needs opset 16 ('bilinear' until 20)
         for o in opsets:
@@ -265,8 +308,8 @@ def _undistort(b: _Builder, x: str, m: int, V: int, h: int, w: int) -> str:
         return b.op("GridSample", x, grid, mode="bilinear", padding_mode="zeros", align_corners=0)
 
     if m == 1:
-        return sample("undistort_grid")
-    g = "undistort_grid"
+        return sample(UNDISTORT_GRID)
+    g = UNDISTORT_GRID
     # d/du and d/dv of the grid, one-sided at the last column / row (the map is smooth)
     du = b.op("Sub", b.slice(g, [1], [w], [2]), b.slice(g, [0], [w - 1], [2]))
     du = b.op("Concat", du, b.slice(du, [w - 2], [w - 1], [2]), axis=2)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fsmde_ros.errors import FsmdeError
+from fsmde_ros.runtime.deployment_graph import FP32_LAYER_PREFIX
 from fsmde_ros.runtime.engine_cache import EngineCache, EngineKey, file_sha256
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,12 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", workspace
     if precision == "int8":  # explicit quantisation: the QDQ nodes say what runs in int8; the rest may use fp16
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)
-        _keep_fp32(trt, network, config, FP32_LAYER_PREFIX)
+        _keep_fp32(trt, network, config)
     elif precision == "fp16":
         if not builder.platform_has_fast_fp16:
             log.warning("this GPU has no fast FP16; building FP16 anyway (it will run, perhaps slowly)")
         config.set_flag(trt.BuilderFlag.FP16)
-        _keep_fp32(trt, network, config, FP32_LAYER_PREFIX)
+        _keep_fp32(trt, network, config)
     monitor = _progress_monitor(trt)
     config.progress_monitor = monitor
     start = time.monotonic()
@@ -111,17 +112,15 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", workspace
     return bytes(serialized)
 
 
-FP32_LAYER_PREFIX = "deploy/"  # the deployment graph's own layers (resize, masking, cloud geometry) stay FP32
-
-
-def _keep_fp32(trt, network, config, prefix: str) -> None:
-    """Layers named `prefix`* with float outputs run in FP32 in an FP16 engine: pixel bounds at 640 px and points at
-    200 m need more than FP16's 11 bits. (Only the student's own layers take FP16.)"""
+def _keep_fp32(trt, network, config) -> None:
+    """The deployment graph's own layers (named FP32_LAYER_PREFIX*: resize, masking, cloud geometry) with float outputs
+    run in FP32 in an FP16 engine: pixel bounds at 640 px and points at 200 m need more than FP16's 11 bits. (Only the
+    student's own layers take FP16.)"""
     floats = (trt.float32, trt.float16)
     kept = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.name.startswith(prefix) and all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)):
+        if layer.name.startswith(FP32_LAYER_PREFIX) and all(layer.get_output(k).dtype in floats for k in range(layer.num_outputs)):
             layer.precision = trt.float32
             for k in range(layer.num_outputs):
                 layer.set_output_type(k, trt.float32)

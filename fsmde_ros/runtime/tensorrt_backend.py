@@ -114,12 +114,6 @@ class TensorRTBackend(DepthBackend):
         self.engine_path = self.runner.engine_path
         self.name = f"tensorrt:{precision}"
 
-    def infer_device(self, images: np.ndarray, focal_px: np.ndarray):
-        """Run and leave (depth, depth_std) on the GPU as torch tensors [V,H,W] (valid until the next call)."""
-        images, focal = self.check_inputs(images, focal_px)
-        out = self.runner.run_device({"images": images, "focal_px": focal})
-        return out["depth"], out["depth_std"]
-
     def _infer(self, images: np.ndarray, focal_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.runner({"images": images, "focal_px": focal_px})
         return out["depth"], out["depth_std"]

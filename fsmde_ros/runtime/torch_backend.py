@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsmde_ros.export.onnx import StudentForExport
 from fsmde_ros.model.checkpoint import load_student, read_checkpoint
+from fsmde_ros.model.student_io import StudentForExport
 from fsmde_ros.runtime.base import DepthBackend
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from fsmde_ros.errors import ConfigError
-from fsmde_ros.geometry.cloud import OVERLAP_CHOICES
+from fsmde_ros.geometry.cloud import DEFAULT_MAX_DEPTH_M, OVERLAP_CHOICES
 from fsmde_ros.paths import ENGINE_CACHE_DIR
 from fsmde_ros.runtime import BACKENDS
 from fsmde_ros.runtime.engine_cache import PRECISIONS
@@ -91,7 +91,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "(the silent camera's outputs are not published) instead of waiting"),
     ParamSpec("min_depth", 0.5, "[m] depth below this is published as -Inf (REP-117) and left out of the cloud",
               min=0.0, max=1000.0, read_only=False),
-    ParamSpec("max_depth", 80.0, "[m] depth beyond this is published as +Inf (REP-117) and left out of the cloud",
+    ParamSpec("max_depth", DEFAULT_MAX_DEPTH_M, "[m] depth beyond this is published as +Inf (REP-117) and left out of the cloud",
               min=0.1, max=1000.0, read_only=False),
     ParamSpec("cloud_stride", 4, "[px] keep every n-th pixel in both axes in ~/points", min=1, max=64, read_only=False),
     ParamSpec("cloud_overlap", "nearest_axis", "where two cameras see the same point, nearest_axis keeps it only "

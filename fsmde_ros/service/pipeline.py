@@ -1,9 +1,9 @@
 """The node's per-set work, ROS-free: one deployment graph per input size, or preprocess -> backend -> postprocess.
 
-Where the backend runs a composed graph (ONNX Runtime, TensorRT: runtime/deployment_graph.py), the six
+This module only chooses between the two paths. Where the backend runs a composed graph (ONNX Runtime,
+TensorRT: runtime/deployment.py's DeploymentGraph, which builds its feeds and compacts its cloud), the six
 images go in at the size they arrive, each decoded buffer as it is, and the graph resizes, runs
-the student, masks depth and computes the cloud; the host compacts the cloud with one mask. A new
-input size composes a new graph once (and says so). Otherwise (the torch backend, or cameras of mixed
+the student, masks depth and computes the cloud. A new input size composes a new graph once (and says so). Otherwise (the torch backend, or cameras of mixed
 sizes in one set) the host path: preprocess resizes each image to the model's size (a centre crop to its aspect ratio, never a
 non-uniform stretch, an integer box average, then bilinear: 3-5 ms for a DDAD image on a 2-core CPU) and maps
 the intrinsics through the same plan; postprocess marks depth
@@ -17,12 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from fsmde_ros.geometry.cloud import CloudFuser, SurroundCloud
-from fsmde_ros.geometry.projection import invert_transform
-from fsmde_ros.geometry.resize import ResizePlan, plan_resize
+from fsmde_ros.geometry.cloud import DEFAULT_MAX_DEPTH_M, CloudFuser, SurroundCloud
 from fsmde_ros.geometry.rig import CameraRig
-from fsmde_ros.runtime.base import DepthBackend, GraphRunner
-from fsmde_ros.runtime.deployment_graph import CAMERA_INPUT, deployment_graph, undistort_grid
+from fsmde_ros.runtime.base import DepthBackend
+from fsmde_ros.runtime.deployment import DeploymentGraph, pose_inputs
 from fsmde_ros.service.calibration import Calibration, ModelInput
 
 
@@ -50,20 +48,10 @@ class SetResult:
     resized_from: dict[int, tuple[int, int]]
 
 
-@dataclasses.dataclass
-class Deployment:
-    """A composed graph for one input size and its runner."""
-
-    runner: GraphRunner
-    plan: ResizePlan
-    blank: np.ndarray  # uint8 [H_in,W_in,3] zeros: the input of an absent camera (masked in the graph)
-    undistort: bool = False  # the variant that samples `undistort_grid` (a set with distorted cameras)
-
-
 class SurroundDepthPipeline:
     """Wraps a backend with the node's pre- and post-processing (see the module doc)."""
 
-    def __init__(self, backend: DepthBackend, rig: CameraRig, min_depth: float = 0.5, max_depth: float = 80.0,
+    def __init__(self, backend: DepthBackend, rig: CameraRig, min_depth: float = 0.5, max_depth: float = DEFAULT_MAX_DEPTH_M,
                  cloud_stride: int = 4, max_depth_std_ratio: float = 0.0, make_cloud: bool = True,
                  cloud_overlap: str = "nearest_axis", composed: bool = True, graph_cache_dir: str | None = None,
                  info=print):
@@ -79,9 +67,8 @@ class SurroundDepthPipeline:
         self.make_cloud, self.cloud_overlap = make_cloud, cloud_overlap
         self.composed = composed and backend.model_path is not None
         self.graph_cache_dir, self.info = graph_cache_dir, info
-        self._deployments: dict[tuple[int, int], Deployment | None] = {}
+        self._deployments: dict[tuple[int, int, bool], DeploymentGraph | None] = {}  # None: the host path for it
         self.to_model = ModelInput(self.width, self.height)  # resize, crop, undistort: the images at the model's size
-        self._grids: dict[tuple, np.ndarray] = {}  # per-set undistortion grids [V,h,w,2], by the cameras' calibrations
         self.set_poses(rig.T_base_cam)
 
     def set_outputs(self, min_depth: float, max_depth: float, max_depth_std_ratio: float, cloud_stride: int,
@@ -104,9 +91,7 @@ class SurroundDepthPipeline:
         if self.make_cloud:  # the rig's own intrinsics at the model size: what a set carries unless CameraInfo differs
             fuser.prepare(self.rig.resized(self.width, self.height).K, self.height, self.width)
         # one assignment each, so that a set in flight sees the old or the new mounts, never half of each
-        self.fuser, self.T_base_cam = fuser, T
-        self._poses = {"T_base_cam": T.astype(np.float32),
-                       "T_cam_base": np.stack([invert_transform(t) for t in T]).astype(np.float32)}
+        self.fuser, self.T_base_cam, self._poses = fuser, T, pose_inputs(T)
 
     def resizes_on_host(self, w_in: int, h_in: int, undistort: bool = False) -> bool:
         """Will a set of images at w_in x h_in take the host path, so that each image can be brought to the model's size
@@ -195,88 +180,47 @@ class SurroundDepthPipeline:
         result.timings_ms = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
         return result
 
-    def deployment(self, w_in: int, h_in: int, undistort: bool = False) -> Deployment | None:
+    def deployment(self, w_in: int, h_in: int, undistort: bool = False) -> DeploymentGraph | None:
         """The composed graph for images of w_in x h_in (the undistorting variant for a set with distorted cameras),
-        composed (or read from the cache) on first use."""
+        composed (or read from the cache) on first use; None: this size takes the host path."""
         key = (w_in, h_in, undistort)
         if key not in self._deployments:
             start = time.perf_counter()
             try:
-                path, composed = deployment_graph(self.backend.model_path, w_in, h_in, self.cloud_stride,
-                                                  self.cloud_overlap, self.graph_cache_dir, undistort)
-                runner = self.backend.graph_runner(path)
+                graph, path, composed = DeploymentGraph.open(self.backend, w_in, h_in, self.cloud_stride,
+                                                             self.cloud_overlap, self.graph_cache_dir, undistort)
             except Exception as exc:  # noqa: BLE001 - the host path still works: say why once, never retry per set
                 self.info(f"images at {w_in}x{h_in}: cannot compose or load the deployment graph "
                           f"({type(exc).__name__}: {exc}); resizing and fusing on the host for this size")
-                runner = None
-            if runner is None:
-                self._deployments[key] = None
-                return None
-            plan = plan_resize(w_in, h_in, self.width, self.height)
-            self._deployments[key] = Deployment(runner, plan, np.zeros((h_in, w_in, 3), np.uint8), undistort)
-            self.info(f"images at {w_in}x{h_in}: {'composed' if composed else 'loaded'} the deployment graph "
-                      f"({'undistortion, ' if undistort else ''}resize to "
-                      f"{self.width}x{self.height}, student, masking and cloud in {self.backend.name}) in "
-                      f"{time.perf_counter() - start:.1f} s: {path}")
+                graph = None
+            self._deployments[key] = graph
+            if graph is not None:
+                self.info(f"images at {w_in}x{h_in}: {'composed' if composed else 'loaded'} the deployment graph "
+                          f"({'undistortion, ' if undistort else ''}resize to "
+                          f"{self.width}x{self.height}, student, masking and cloud in {self.backend.name}) in "
+                          f"{time.perf_counter() - start:.1f} s: {path}")
         return self._deployments[key]
 
-    def composed_feeds(self, d: Deployment, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+    def composed_feeds(self, d: DeploymentGraph, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
                        distorted: Sequence[Calibration | None] | None = None
                        ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """The graph's inputs for one set (each image passed as it is: no copy of a contiguous buffer), with the
-        intrinsics at the model size K [V,3,3] and present [V] bool."""
-        v = len(self.rig)
-        if len(images) != v or len(K) != v:
-            raise ValueError(f"expected {v} images and intrinsics, got {len(images)} and {len(K)}")
-        plan = d.plan
-        present = np.array([img is not None for img in images])
-        K_model = np.zeros((v, 3, 3))
-        feeds, raw_K = {}, []
-        for i, (img, k) in enumerate(zip(images, K)):
-            feeds[CAMERA_INPUT.format(i)] = d.blank if img is None else np.ascontiguousarray(img)
-            k = self.rig.cameras[i].resized(plan.in_w, plan.in_h).K if k is None or img is None else k
-            cal = distorted[i] if distorted is not None and img is not None else None
-            raw_K.append(cal.K if cal is not None else k)
-            K_model[i] = plan.intrinsics(raw_K[i])
-        self.fuser.prepare(K_model, self.height, self.width)  # the handover masks follow K (cached while K stays)
-        feeds.update({"K": K_model.astype(np.float32), **self._poses,
-                      "depth_range": np.array([self.min_depth, self.max_depth], np.float32),
-                      "max_std_ratio": np.array([self.max_depth_std_ratio], np.float32), "present": present,
-                      "claim": self.fuser.claim_masks()})
-        if d.undistort:
-            feeds["undistort_grid"] = self._grid(d.plan, raw_K, distorted)
-        return feeds, K_model, present
+        """The graph's inputs for one set with this pipeline's run-time settings (DeploymentGraph.feeds): (feeds,
+        K [V,3,3] at the model size, present [V] bool)."""
+        return d.feeds(images, K, distorted, rig=self.rig, fuser=self.fuser, poses=self._poses,
+                       depth_range=(self.min_depth, self.max_depth), max_std_ratio=self.max_depth_std_ratio)
 
-    def _grid(self, plan: ResizePlan, raw_K: list[np.ndarray], distorted: Sequence[Calibration | None] | None) -> np.ndarray:
-        """The undistorting graph's `undistort_grid` [V,h,w,2] for this set: each distorted camera's from its
-        calibration, each pinhole's (raw_K: K at the input size) the plain crop and resize; built once per combination
-        of calibrations (the same array is passed while they stay)."""
-        cals = list(distorted) if distorted is not None else [None] * len(raw_K)
-        key = (plan, tuple(c.key() if c is not None else np.asarray(raw_K[i], np.float64).tobytes()
-                           for i, c in enumerate(cals)))
-        if key not in self._grids:
-            self._grids = {key: np.stack([undistort_grid(raw_K[i], c.D if c is not None else np.zeros(5),
-                                                         c.model if c is not None else "plumb_bob", plan.in_w,
-                                                         plan.in_h, plan.out_w, plan.out_h)
-                                          for i, c in enumerate(cals)])}
-        return self._grids[key]
-
-    def _run_composed(self, d: Deployment, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
+    def _run_composed(self, d: DeploymentGraph, images: Sequence[np.ndarray | None], K: Sequence[np.ndarray | None],
                       distorted: Sequence[Calibration | None] | None = None) -> SetResult:
         t0 = time.perf_counter()
         feeds, K_model, present = self.composed_feeds(d, images, K, distorted)
         t1 = time.perf_counter()
-        out = d.runner(feeds)
+        out = d.run(feeds)
         t2 = time.perf_counter()
-        cloud = None
-        if self.make_cloud:
-            valid = out["cloud_valid"]
-            cloud = SurroundCloud(xyz=out["cloud_xyz"][valid], camera=np.nonzero(valid)[0].astype(np.uint8),
-                                  rgb=out["cloud_rgb"][valid])
+        cloud = out.cloud() if self.make_cloud else None
         t3 = time.perf_counter()
         plan = d.plan
         resized = {} if (plan.in_w, plan.in_h) == (self.width, self.height) else \
             {i: (plan.in_w, plan.in_h) for i in np.flatnonzero(present)}
-        return SetResult(out["depth"], out["depth_std"], K_model, out["images"], present, cloud,
+        return SetResult(out.depth, out.depth_std, K_model, out.images, present, cloud,
                          {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (t2 - t1) * 1e3,
                           "postprocess_ms": (t3 - t2) * 1e3}, resized)

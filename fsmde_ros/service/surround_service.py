@@ -18,7 +18,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from fsmde_ros.errors import ConfigError, FsmdeError, MessageError
-from fsmde_ros.geometry.metrics import cross_view_consistency
+from fsmde_ros.eval.metrics import cross_view_consistency
 from fsmde_ros.geometry.rig import CameraRig, load_rig
 from fsmde_ros.model.contract import recorded_rig
 from fsmde_ros.paths import resolve_model

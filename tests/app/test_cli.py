@@ -54,7 +54,7 @@ def test_synth_into_a_folder_with_an_earlier_run_refuses_or_replaces_it_whole(tm
 def test_export_writes_a_verified_onnx_from_a_checkpoint(tmp_path):
     import torch
 
-    from fsmde_ros.export.onnx import read_model_info
+    from fsmde_ros.model.contract import read_model_info
     from fsmde_ros.model.checkpoint import save_student
     from fsmde_ros.model.student import create_student
 

@@ -20,7 +20,7 @@ from fsmde_ros.data.synthetic import (
     render_view,
     write_synthetic_sequence,
 )
-from fsmde_ros.geometry import viz
+from fsmde_ros.viz import depth_pictures as viz
 from fsmde_ros.geometry.projection import camera_rays
 from fsmde_ros.geometry.rig import load_rig, mount_transform
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from fsmde_ros.distill.config import DistillConfig
 from fsmde_ros.distill.trainer import TrainConfig, Trainer, run_distillation
 from fsmde_ros.model.checkpoint import read_checkpoint
 from tests.helpers.ros_env import REPO
@@ -165,7 +166,7 @@ def test_shipped_recipes_load_and_chain(tmp_path):
     for name, c in recipes.items():
         assert c.init_checkpoint in (None, *outputs), f"{name}: warm start {c.init_checkpoint} is no recipe's output"
     bundled = recipes["synthetic_distill.yaml"]
-    assert bundled.distill == {}  # the bundled student: the full method ...
+    assert bundled.distill == DistillConfig()  # the bundled student: the full method ...
     assert bundled.teacher_only_ratio > 0 and any("gt=none" in spec for spec in bundled.train)  # ... + teacher-only worlds
 
 

@@ -2,7 +2,8 @@
 import onnx
 import pytest
 
-from fsmde_ros.export.onnx import MAX_RELATIVE_ERROR, OnnxModelError, export_onnx, read_model_info
+from fsmde_ros.export.onnx import MAX_RELATIVE_ERROR, export_onnx
+from fsmde_ros.model.contract import OnnxModelError, read_model_info
 from fsmde_ros.model.student import create_student
 from fsmde_ros.runtime import create_backend
 from tests.conftest import H, V, W

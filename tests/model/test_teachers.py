@@ -13,7 +13,6 @@ import torch
 from fsmde_ros.data.synthetic import SyntheticSurround
 from fsmde_ros.distill.teach import (
     TeacherCache,
-    WithTeacherCache,
     item_path,
     precompute_teacher,
     read_meta,
@@ -280,8 +279,8 @@ def test_precompute_and_cache_round_trip(tmp_path, synthetic_items):
         got = cache[i]
         assert got["relative"].dtype == np.float32 and got["features"] is None and got["index"] == item["index"]
         np.testing.assert_allclose(got["relative"], item["teacher"], rtol=2e-3, atol=1e-4)  # float16 storage
-    wrapped = WithTeacherCache(ds, out)
-    np.testing.assert_array_equal(wrapped[1]["teacher"], cache[1]["relative"])
+    attached = cache.attach(ds[1], 1)  # as the trainer packs it into its training cache
+    np.testing.assert_array_equal(attached["teacher"], cache[1]["relative"])
 
     # resumable: nothing is loaded when everything is written; a missing item is recomputed alone
     loads = ds.loads
@@ -299,13 +298,14 @@ def test_precompute_with_features(tmp_path, synthetic_items):
     meta = read_meta(out)
     feature_shape = (TINY_FUSION_CHANNELS, 4 * NET_H // 14, 4 * NET_W // 14)
     assert tuple(meta["feature_shape"]) == feature_shape and meta["spec"] == "depth_anything:random"
-    item = WithTeacherCache(ds, out)[0]
+    item = TeacherCache(out, ds).attach(ds[0], 0)
     assert item["teacher"].shape == (V, H, W) and item["teacher_features"].shape == (V, *feature_shape)
     batch = {"teacher": torch.from_numpy(item["teacher"])[None],
              "teacher_features": torch.from_numpy(item["teacher_features"])[None]}
     assert teacher_output(batch).features.shape == (1, V, *feature_shape)
     # the synthetic world's teacher has features too (view-relational KD on the benchmark) ...
-    syn = WithTeacherCache(ds, precompute_teacher(ds, SyntheticTeacher(), tmp_path / "syn", with_features=True))[1]
+    syn = TeacherCache(precompute_teacher(ds, SyntheticTeacher(), tmp_path / "syn", with_features=True), ds).attach(
+        ds[1], 1)
     np.testing.assert_allclose(syn["teacher_features"], synthetic_items[1]["teacher_features"], rtol=2e-3, atol=2e-3)
     # ... but items without them cannot give any
     bare = ListDataset([{k: v for k, v in it.items() if k != "teacher_features"} for it in synthetic_items])

@@ -29,7 +29,6 @@ from fsmde_ros.ros.bag import (  # noqa: E402
     BAG_MESSAGES,  # noqa: E402
     BagError,
     BagWriter,
-    bag_topics,
     camera_stamps,
     write_bag,
 )
@@ -82,6 +81,12 @@ def read_all(path):
         for conn, ns, raw in reader.messages():
             out.setdefault(conn.topic, []).append((ns, codec.from_cdr(raw, conn.msgtype)))
     return out, conns
+
+
+def bag_topics(path):
+    """topic -> (message type, message count), as `ros2 bag info` lists them, read back with rosbags."""
+    with Reader(path) as reader:
+        return {t: (info.msgtype, info.msgcount) for t, info in reader.topics.items()}
 
 
 def expected_topics(rig, compressed=False, lidar=False):
@@ -335,12 +340,12 @@ def test_play_drives_the_node_to_the_true_depth_of_every_set(sequence, oracle_ba
         spin(5, until=lambda: all(len(depth[n]) >= FRAMES for n in rig.names))
     assert "published" in log and "subscriber(s)" not in log, log
     for c, cam in enumerate(rig.cameras):
-        got = {codec.header_sec(m.header): m for m in depth[cam.name]}
+        got = {codec.header_ns(m.header): m for m in depth[cam.name]}
         assert len(depth[cam.name]) == FRAMES, f"{cam.name}: {len(depth[cam.name])} depth images\n{log}"
         for f in range(FRAMES):
-            stamp = sequence[f]["stamps"][c]
+            stamp = codec.stamp_ns(sequence[f]["stamps"][c])
             msg = got[min(got, key=lambda s: abs(s - stamp))]
-            assert codec.header_ns(msg.header) == codec.stamp_ns(stamp) and msg.header.frame_id == cam.frame_id
+            assert codec.header_ns(msg.header) == stamp and msg.header.frame_id == cam.frame_id
             gt = sequence[f]["depth"][c]
             valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
             d = codec.image_to_depth(msg)

@@ -9,10 +9,10 @@ from std_msgs.msg import Header  # noqa: E402
 
 from fsmde_ros.errors import MessageError  # noqa: E402
 from fsmde_ros.geometry.cloud import SurroundCloud  # noqa: E402
-from fsmde_ros.ros import codec as ros_msgs  # noqa: E402
+from fsmde_ros.ros import codec  # noqa: E402
 from fsmde_ros.service.surround_service import camera_info_problem  # noqa: E402
 
-BUILD = ros_msgs.MessageBuilder.rclpy()
+BUILD = codec.MessageBuilder.rclpy()
 RGB = np.random.default_rng(0).integers(0, 255, size=(5, 7, 3), dtype=np.uint8)
 
 
@@ -33,12 +33,12 @@ def _msg(encoding, pixels, step=None):
 def test_colour_encodings_give_rgb_even_with_padded_rows(encoding, pixels, padding):
     c = pixels.shape[2]
     msg = _msg(encoding, np.ascontiguousarray(pixels), step=7 * c + padding)
-    np.testing.assert_array_equal(ros_msgs.image_to_rgb(msg), RGB)
+    np.testing.assert_array_equal(codec.image_to_rgb(msg), RGB)
 
 
 def test_mono8_is_replicated_to_three_channels():
     gray = RGB[..., 0]
-    out = ros_msgs.image_to_rgb(_msg("mono8", gray))
+    out = codec.image_to_rgb(_msg("mono8", gray))
     assert out.shape == (5, 7, 3) and np.all(out == gray[..., None])
 
 
@@ -54,7 +54,7 @@ def test_mono8_is_replicated_to_three_channels():
 def test_malformed_images_raise_a_clear_conversion_error(msg, reason):
     """Regression (issue 22): an odd-width yuv422 image, a short Bayer buffer, a 16-bit step of 8-bit size."""
     with pytest.raises(MessageError, match=reason):
-        ros_msgs.image_to_rgb(msg)
+        codec.image_to_rgb(msg)
 
 
 # -- the encodings camera drivers publish (issue 22): each against a conversion written here -------------
@@ -72,7 +72,7 @@ def _mosaic(rgb, pattern):
 
 @pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
 def test_bayer_images_are_demosaiced_to_the_right_colours(pattern):
-    out = ros_msgs.image_to_rgb(_msg(f"bayer_{pattern}8", _mosaic(SMOOTH, pattern)))
+    out = codec.image_to_rgb(_msg(f"bayer_{pattern}8", _mosaic(SMOOTH, pattern)))
     err = np.abs(out.astype(int) - SMOOTH)[2:-2, 2:-2]  # borders aside
     assert out.shape == SMOOTH.shape and err.mean() < 3.0, (pattern, err.mean())  # a swapped R/B is ~10x that
 
@@ -94,7 +94,7 @@ def _bt601_yuv422(rgb, order):
 @pytest.mark.parametrize("encoding, order", [("yuv422", "uyvy"), ("uyvy", "uyvy"), ("yuv422_yuy2", "yuyv"),
                                              ("yuyv", "yuyv")])
 def test_yuv422_images_decode_to_rgb(encoding, order):
-    out = ros_msgs.image_to_rgb(_msg(encoding, _bt601_yuv422(SMOOTH, order), step=64 * 2 + 6))
+    out = codec.image_to_rgb(_msg(encoding, _bt601_yuv422(SMOOTH, order), step=64 * 2 + 6))
     assert np.abs(out.astype(int) - SMOOTH).mean() < 3.0
 
 
@@ -108,22 +108,22 @@ def test_16_bit_images_keep_their_top_8_bits_in_either_byte_order(encoding, chan
     c = 1 if src.ndim == 2 else src.shape[2]
     msg = Image(height=40, width=64, encoding=encoding, is_bigendian=bigendian, step=64 * c * 2, data=data)
     want = SMOOTH if channels != "m" else np.repeat(SMOOTH[..., :1], 3, axis=2)
-    np.testing.assert_array_equal(ros_msgs.image_to_rgb(msg), want)
+    np.testing.assert_array_equal(codec.image_to_rgb(msg), want)
 
 
 def test_compressed_png_round_trips_and_garbage_is_an_error():
     ok, png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
     msg = CompressedImage(format="png", data=png.tobytes())
-    np.testing.assert_array_equal(ros_msgs.image_to_rgb(msg), RGB)
+    np.testing.assert_array_equal(codec.image_to_rgb(msg), RGB)
     with pytest.raises(MessageError, match="cannot decode"):
-        ros_msgs.image_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg"))
+        codec.image_to_rgb(CompressedImage(format="jpeg", data=b"not a jpeg"))
 
 
 def test_depth_image_is_32fc1_metres_and_keeps_nan():
     depth = np.array([[1.5, np.nan], [80.25, 3.0]], np.float32)
     msg = BUILD.depth_image(depth, Header(frame_id="cam"))
     assert msg.encoding == "32FC1" and msg.step == 8 and msg.header.frame_id == "cam"
-    back = ros_msgs.image_to_depth(msg)
+    back = codec.image_to_depth(msg)
     np.testing.assert_array_equal(np.isnan(back), np.isnan(depth))
     np.testing.assert_array_equal(back[~np.isnan(back)], depth[~np.isnan(depth)])
 
@@ -131,13 +131,13 @@ def test_depth_image_is_32fc1_metres_and_keeps_nan():
 def test_camera_info_round_trip_and_unusable_intrinsics_are_named():
     K = np.array([[500.0, 0, 319.5], [0, 500.0, 191.5], [0, 0, 1]])
     info = BUILD.camera_info(K, 640, 384, Header(frame_id="cam"))
-    np.testing.assert_array_equal(ros_msgs.camera_info_K(info), K)
+    np.testing.assert_array_equal(codec.camera_info_K(info), K)
     assert list(info.p)[:3] == [500.0, 0.0, 319.5]
     # decoding takes any 9 numbers; the service rejects what cannot be used, naming the field
-    assert camera_info_problem(ros_msgs.camera_info_K(CameraInfo(k=[float("nan")] * 9)), 640, 384) == \
+    assert camera_info_problem(codec.camera_info_K(CameraInfo(k=[float("nan")] * 9)), 640, 384) == \
         "K has non-finite entries"
     uncalibrated = CameraInfo()  # all zeros: a driver that never calibrated
-    assert "fx = 0 px is outside" in camera_info_problem(ros_msgs.camera_info_K(uncalibrated), 640, 384)
+    assert "fx = 0 px is outside" in camera_info_problem(codec.camera_info_K(uncalibrated), 640, 384)
 
 
 def test_point_cloud_fields_and_packed_colour():
@@ -146,7 +146,7 @@ def test_point_cloud_fields_and_packed_colour():
     msg = BUILD.surround_cloud(cloud, Header(frame_id="base_link"))
     assert [f.name for f in msg.fields] == ["x", "y", "z", "rgb", "camera"]
     assert msg.width == 2 and msg.point_step == 20 and msg.row_step == 40 and msg.is_dense
-    pts = ros_msgs.cloud_array(msg)
+    pts = codec.cloud_array(msg)
     np.testing.assert_array_equal(pts["camera"], [0, 5])
     np.testing.assert_array_equal(pts["z"], [3, 6])
     packed = pts["rgb"].view(np.uint32)

@@ -23,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from fsmde_ros.app.demo import stop_process  # noqa: E402
 from fsmde_ros.data.synthetic import SyntheticSurround  # noqa: E402
 from fsmde_ros.geometry.cloud import fuse_cloud  # noqa: E402
-from fsmde_ros.ros import codec as ros_msgs  # noqa: E402
+from fsmde_ros.ros import codec  # noqa: E402
 from tests.helpers.oracle_model import write_oracle_model  # noqa: E402
 from tests.helpers.ros_env import REPO, next_domain, ros_env, start_node  # noqa: E402
 
@@ -140,7 +140,7 @@ def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_
             t = _sec(msg.header) - ci * 0.0083  # the publisher's per-camera stamp offset
             frame = stamps[round(t, 3)]
             gt = world[frame]["depth"][ci]
-            depth = ros_msgs.image_to_depth(msg)
+            depth = codec.image_to_depth(msg)
             valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
             np.testing.assert_allclose(depth[valid], gt[valid], atol=2e-3)
             assert np.isinf(depth[~valid]).all(), "outside [min_depth, max_depth] is -Inf / +Inf (REP-117)"
@@ -153,7 +153,7 @@ def test_node_publishes_true_depth_with_input_stamps_frames_and_a_cloud_in_base_
     assert len(rec.points) >= 10
     cloud_msg = rec.points[-1]
     assert cloud_msg.header.frame_id == "base_link"
-    pts = ros_msgs.cloud_array(cloud_msg)
+    pts = codec.cloud_array(cloud_msg)
     latest = max(_sec(rec.depth[n][-1].header) for n in rig.names)
     frame = stamps[round(_sec(cloud_msg.header) - 5 * 0.0083, 3)]
     item = world[frame]
@@ -225,7 +225,7 @@ def test_compressed_input_and_rig_intrinsics_without_camera_info(oracle, world):
     t = _sec(msgs[0].header) - 5 * 0.0083
     frame = min(range(12), key=lambda i: abs(world.stamp(i) - t))
     gt = world[frame]["depth"][5]
-    depth = ros_msgs.image_to_depth(msgs[0])
+    depth = codec.image_to_depth(msgs[0])
     valid = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
     np.testing.assert_allclose(depth[valid], gt[valid], atol=2e-3)
     # no CameraInfo arrived: the rig preset's intrinsics, scaled to the image size, are published
@@ -348,7 +348,7 @@ def test_max_depth_set_at_run_time_shows_in_the_next_depth_and_cloud_and_a_bad_v
     checked, beyond = 0, 0
     for ci, cam in enumerate(world.rig.cameras):
         for msg in rec.depth[cam.name][:3]:
-            depth = ros_msgs.image_to_depth(msg)
+            depth = codec.image_to_depth(msg)
             finite = np.isfinite(depth)
             assert finite.any() and depth[finite].max() <= 20.0
             beyond += int(np.isposinf(depth).sum())
@@ -358,7 +358,7 @@ def test_max_depth_set_at_run_time_shows_in_the_next_depth_and_cloud_and_a_bad_v
     from fsmde_ros.geometry.projection import invert_transform, transform_points
 
     for msg in rec.points[:3]:
-        pts = ros_msgs.cloud_array(msg)
+        pts = codec.cloud_array(msg)
         assert len(pts)
         xyz = np.stack([pts["x"], pts["y"], pts["z"]], 1).astype(np.float64)
         for c, T in enumerate(world.rig.T_base_cam):  # each point's z-depth in its own camera: within max_depth
@@ -429,8 +429,8 @@ def test_two_nodes_in_two_namespaces_on_one_domain_do_not_cross(oracle, tmp_path
                 assert node.poll() is None, _read(logs[ns])
         rec.spin_for(3.0)
         assert len(got["front_rig"]) >= 4 and len(got["trailer"]) >= 4, {ns: len(v) for ns, v in got.items()}
-        front = [ros_msgs.image_to_depth(m) for m in got["front_rig"]]
-        trailer = [ros_msgs.image_to_depth(m) for m in got["trailer"]]
+        front = [codec.image_to_depth(m) for m in got["front_rig"]]
+        trailer = [codec.image_to_depth(m) for m in got["trailer"]]
         assert max(np.nanmax(d[np.isfinite(d)]) for d in trailer) <= 20.0  # its own max_depth ...
         assert max(np.nanmax(d[np.isfinite(d)]) for d in front) > 20.0     # ... not the other's
         topics = {t for t, _ in rec.node.get_topic_names_and_types()}

@@ -1,6 +1,7 @@
-"""The node and `fsmde process` run one per-set service: the same bag, bad inputs included, gives the
-same depth and the same counters through both (issue 13: they had drifted; a set with no decodable
-image was skipped silently by one and counted as failed by the other)."""
+"""The node and `fsmde process` run one per-set service and one output writer: the same bag, bad inputs
+included, gives the same message on every output topic (depth, depth_std, camera_info, points) and the
+same counters through both (issue 13: they had drifted; a set with no decodable image was skipped
+silently by one and counted as failed by the other; issue 24: each built its own messages)."""
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from rosbags.rosbag2 import Reader  # noqa: E402
 
 from fsmde_ros.app.demo import stop_process  # noqa: E402
 from fsmde_ros.data.surround import open_dataset  # noqa: E402
+from fsmde_ros.geometry.rig import load_rig  # noqa: E402
 from fsmde_ros.ros import codec  # noqa: E402
 from fsmde_ros.ros.bag import BagWriter, write_bag  # noqa: E402
 from fsmde_ros.ros.process import process_bag  # noqa: E402
@@ -82,49 +84,57 @@ def _counters(statuses) -> dict[str, str]:
 
 
 def _process(bag, model, out):
-    summary = process_bag(bag, out, params={"model": str(model), "backend": "onnxruntime", "publish_std": False,
-                                            "publish_cloud": False}, progress=False)
-    depth, diagnostics = {}, None
+    """fsmde process over the bag: (summary, {(output topic, header stamp [ns]): (type, CDR)}, counters)."""
+    summary = process_bag(bag, out, params={"model": str(model), "backend": "onnxruntime"}, progress=False)
+    outputs, diagnostics = {}, None
     reader = Reader(out)
     reader.open()
     for conn, ns, raw in reader.messages():
-        msg = codec.from_cdr(raw, conn.msgtype)
-        if conn.topic.endswith("/depth"):
-            depth[(conn.topic, ns)] = codec.image_to_depth(msg).copy()
+        if conn.topic.startswith("/surround_depth/"):
+            key = (conn.topic, codec.header_ns(codec.from_cdr(raw, conn.msgtype).header))
+            assert key not in outputs, f"{key} written twice"
+            outputs[key] = (conn.msgtype, bytes(raw))
         elif conn.topic == "/diagnostics":
-            diagnostics = msg
+            diagnostics = codec.from_cdr(raw, conn.msgtype)
     reader.close()
-    return summary, depth, _counters(diagnostics.status)
+    return summary, outputs, _counters(diagnostics.status)
 
 
-def test_the_node_and_fsmde_process_give_the_same_depth_and_counters_for_the_same_bad_inputs(bad_bag, tmp_path):
+def _output_topics(names):
+    return {f"/surround_depth/{n}/{kind}" for n in names for kind in ("depth", "depth_std", "camera_info")} | {
+        "/surround_depth/points"}
+
+
+def test_the_node_and_fsmde_process_give_the_same_messages_and_counters_for_the_same_bad_inputs(bad_bag, tmp_path):
     rclpy = pytest.importorskip("rclpy", reason="needs rclpy")
     import rclpy.executors
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from rclpy.serialization import deserialize_message
 
     bag, model = bad_bag
-    summary, offline_depth, offline = _process(bag, model, tmp_path / "out")
+    summary, offline_outputs, offline = _process(bag, model, tmp_path / "out")
     assert summary.sets == FRAMES - 2, "the sets with a bad image are incomplete and never run"
     assert offline["bad_inputs"] == "3" and offline["failed_sets"] == "0" and offline["sets_published"] == "3"
+    names = load_rig("nuscenes").names
+    types = {topic: msgtype for (topic, _), (msgtype, _) in offline_outputs.items()}
+    assert set(types) == _output_topics(names), "every output topic, each camera's and the cloud"
+    assert len(offline_outputs) == 3 * len(types), "one message per set on each"
 
     domain = next_domain()
     env = ros_env(domain)
     node = start_node({"rig": "nuscenes", "model": str(model), "backend": "onnxruntime", "publish_rig_tf": "false",
-                       "publish_std": "false", "publish_cloud": "false", "qos_reliability": "reliable"}, env)
+                       "qos_reliability": "reliable"}, env)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     rec = rclpy.create_node("parity_recorder", context=context)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(rec)
-    live_depth, diagnostics = {}, []
-    names = [topic.split("/")[2] for topic, _ in offline_depth]
+    live_outputs, diagnostics = {}, []
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    for n in sorted(set(names)):
-        topic = f"/surround_depth/{n}/depth"
-        rec.create_subscription(Image, topic, lambda m, t=topic: live_depth.__setitem__(
-            (t, codec.header_ns(m.header)), codec.image_to_depth(m).copy()), qos)
+    for topic, msgtype in types.items():
+        rec.create_subscription(codec.rclpy_class(msgtype), topic, lambda m, t=topic: live_outputs.__setitem__(
+            (t, codec.header_ns(m.header)), m), qos)
     rec.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
     def spin(seconds, until=lambda: False):
@@ -140,7 +150,7 @@ def test_the_node_and_fsmde_process_give_the_same_depth_and_counters_for_the_sam
                               env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
         assert play.returncode == 0, play.stdout + play.stderr
         spin(15, until=lambda: _counters(diagnostics[-1].status).get("sets_published") == offline["sets_published"]
-             and len(live_depth) == len(offline_depth))
+             and len(live_outputs) == len(offline_outputs))
         spin(1.5)  # one more /diagnostics after the last set
     finally:
         stop_process(node)
@@ -148,6 +158,10 @@ def test_the_node_and_fsmde_process_give_the_same_depth_and_counters_for_the_sam
         rec.destroy_node()
         rclpy.shutdown(context=context)
     assert _counters(diagnostics[-1].status) == offline
-    assert sorted(live_depth) == sorted(offline_depth)
-    for key, depth in offline_depth.items():
-        np.testing.assert_array_equal(live_depth[key], depth)  # byte for byte, NaN where NaN
+    assert sorted(live_outputs) == sorted(offline_outputs)
+    for key, (msgtype, raw) in offline_outputs.items():
+        # message for message, every field: the bag's, read into the node's message class, equals the node's (header,
+        # sizes, encoding, intrinsics, cloud fields, and the data byte for byte, NaN and +-Inf where they are). Not the
+        # CDR bytes: rclpy leaves the alignment padding uninitialised
+        offline_msg = deserialize_message(raw, codec.rclpy_class(msgtype))
+        assert offline_msg == live_outputs[key], f"{key} differs between the node and fsmde process"

@@ -9,10 +9,13 @@ from fsmde_ros.geometry.projection import invert_transform
 from fsmde_ros.geometry.resize import plan_resize
 from fsmde_ros.geometry.rig import load_rig
 from fsmde_ros.paths import DEFAULT_MODEL
+from fsmde_ros.runtime import engine_build
 from fsmde_ros.runtime.deployment_graph import (
     CAMERA_INPUT,
+    FP32_LAYER_PREFIX,
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
+    STUDENT,
     compose_deployment_graph,
     deployment_graph,
 )
@@ -158,6 +161,57 @@ def test_graph_is_composed_once_per_input_size_and_cached(tmp_path):
     assert {p.key: p.value for p in model.metadata_props}["deploy_input"] == "250x150"
     first.write_bytes(b"half written")                    # a corrupt cache entry is composed again
     assert deployment_graph(oracle, 250, 150, 4, "all", cache_dir=tmp_path / "cache")[1]
+
+
+def graph_and_student_nodes(model, student):
+    """The composed graph's nodes split into those the graph adds and the student's own (prefixed STUDENT)."""
+    own = {n.SerializeToString() for n in onnx.compose.add_prefix(student, STUDENT).graph.node}
+    added = [n for n in model.graph.node if n.SerializeToString() not in own]
+    return added, [n for n in model.graph.node if n.SerializeToString() in own]
+
+
+@pytest.mark.parametrize("undistort", [False, True])
+def test_every_layer_the_graph_adds_carries_the_prefix_an_fp16_engine_keeps_fp32(undistort, tmp_path):
+    """The FP32 guard of FP16 engines (engine_build) selects layers by FP32_LAYER_PREFIX: every node, constant and
+    inner tensor the graph adds carries it and none of the student's does, so a rename cannot silently drop the guard."""
+    oracle = onnx.load(str(write_oracle_model(tmp_path / "oracle.onnx", 6, 48, 80)))
+    model = compose_deployment_graph(oracle, 250, 150, 4, "nearest_axis", undistort)
+    added, student = graph_and_student_nodes(model, oracle)
+    assert len(added) > 100 and all(n.name.startswith(FP32_LAYER_PREFIX) for n in added)
+    assert len(student) == len(oracle.graph.node) and not any(n.name.startswith(FP32_LAYER_PREFIX) for n in student)
+    io = {i.name for i in [*model.graph.input, *model.graph.output]}
+    inner = {t for n in added for t in n.output} - io - {STUDENT + i.name for i in oracle.graph.input}
+    assert all(t.startswith(FP32_LAYER_PREFIX) for t in inner | {i.name for i in model.graph.initializer
+                                                                  if not i.name.startswith(STUDENT)})
+
+
+def test_the_fp16_engines_fp32_guard_takes_exactly_the_graphs_own_layers(tmp_path):
+    """engine_build's guard, run on a stand-in TensorRT network whose layers are named as the parser names them (after
+    the ONNX nodes): the graph's own float layers are pinned to FP32, the student's are left to FP16."""
+    from types import SimpleNamespace
+
+    oracle = onnx.load(str(write_oracle_model(tmp_path / "oracle.onnx", 6, 48, 80)))
+    model = compose_deployment_graph(oracle, 250, 150, 4, "nearest_axis")
+    trt = SimpleNamespace(float32="f32", float16="f16", BuilderFlag=SimpleNamespace(OBEY_PRECISION_CONSTRAINTS="obey"))
+
+    class Layer:
+        def __init__(self, name):
+            self.name, self.num_outputs, self.precision, self.outputs = name, 1, "f16", ["f16"]
+
+        def get_output(self, k):
+            return SimpleNamespace(dtype=self.outputs[k])
+
+        def set_output_type(self, k, dtype):
+            self.outputs[k] = dtype
+
+    added, student = graph_and_student_nodes(model, oracle)
+    layers = [Layer(n.name or f"student_layer_{i}") for i, n in enumerate(model.graph.node)]
+    network = SimpleNamespace(num_layers=len(layers), get_layer=layers.__getitem__)
+    flags = []
+    engine_build._keep_fp32(trt, network, SimpleNamespace(set_flag=flags.append))
+    kept = {layer.name for layer in layers if layer.precision == "f32" and layer.outputs == ["f32"]}
+    assert kept == {n.name for n in added} and len(kept) == len(added) > 100 and flags == ["obey"]
+    assert engine_build.FP32_LAYER_PREFIX is FP32_LAYER_PREFIX
 
 
 @pytest.mark.gpu

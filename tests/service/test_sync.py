@@ -7,7 +7,7 @@ from itertools import product
 
 import pytest
 
-from fsmde_ros.service.sync import SurroundSynchronizer, SyncedSet
+from fsmde_ros.service.sync import NS, SurroundSynchronizer, SyncedSet
 
 NAMES = ["front", "front_right", "back_right", "back", "back_left", "front_left"]
 PERIOD = 0.1                                       # 10 Hz sweeps [s]
@@ -17,6 +17,11 @@ NUSC = (0.0, 0.008, 0.017, 0.025, 0.033, 0.042)    # camera offsets within a lid
 DDAD = (0.0,) * 6                                  # hardware-triggered
 TOL = 1e-9
 _serial = itertools.count()
+
+
+def ns(seconds):
+    """A stamp [s] as the header's integer nanoseconds, which the synchroniser takes."""
+    return int(round(seconds * NS))
 
 
 def sweeps(n, offsets=NUSC, *, first=0, jitter=0.0, latency=(0.02, 0.02), seed=0, keep=None,
@@ -47,7 +52,7 @@ def feed(sync, events, poll_period=None):
         while next_poll <= arrival:
             out += [(next_poll, "poll", s) for s in sync.poll(next_poll)]
             next_poll += poll_period
-        sets = sync.add(c, stamp, (c, stamp, next(_serial)), arrival)
+        sets = sync.add_ns(c, ns(stamp), (c, stamp, next(_serial)), arrival)
         out += [(arrival, (c, stamp), s) for s in sets]
     return out
 
@@ -151,25 +156,25 @@ def test_duplicates_are_dropped():
     assert sync.stats.dropped_duplicate == len(events) == sync.stats.dropped_messages
     # a duplicate while the original is still queued
     sync = SurroundSynchronizer(NAMES[:2], slop=0.05)
-    assert sync.add(0, 1.0, "a", 0.0) == [] and sync.add(0, 1.0, "a again", 0.01) == []
+    assert sync.add_ns(0, ns(1.0), "a", 0.0) == [] and sync.add_ns(0, ns(1.0), "a again", 0.01) == []
     assert sync.stats.dropped_duplicate == 1 and sync.states(0.01)[0].queued == 1
-    assert sync.add(1, 1.01, "b", 0.02)[0].messages == ["a", "b"]
+    assert sync.add_ns(1, ns(1.01), "b", 0.02)[0].messages == ["a", "b"]
 
 
 def test_earliest_set_first_and_closest_member_per_camera():
     sync = SurroundSynchronizer(["a", "b"], slop=0.05)
-    sync.add(0, 1.00, "a0", 0.0)
-    sync.add(0, 1.04, "a1", 0.0)
-    (s,) = sync.add(1, 1.03, "b0", 0.0)
+    sync.add_ns(0, ns(1.00), "a0", 0.0)
+    sync.add_ns(0, ns(1.04), "a1", 0.0)
+    (s,) = sync.add_ns(1, ns(1.03), "b0", 0.0)
     assert s.stamps == [1.00, 1.03] and s.stamp == 1.03, "earliest set, though 1.04 is closer"
     assert sync.states(0.0)[0].queued == 1                       # 1.04 > set stamp stays
     sync = SurroundSynchronizer(["a", "b"], slop=0.05)
-    sync.add(0, 2.00, "old", 0.0)
-    sync.add(0, 2.02, "near", 0.0)
-    (s,) = sync.add(1, 2.03, "b", 0.0)
+    sync.add_ns(0, ns(2.00), "old", 0.0)
+    sync.add_ns(0, ns(2.02), "near", 0.0)
+    (s,) = sync.add_ns(1, ns(2.03), "b", 0.0)
     assert s.messages == ["near", "b"] and sync.stats.dropped_stale == 1   # 2.00 can never be used
-    assert sync.add(0, 1.97, "late", 0.0) == [] and sync.stats.dropped_stale == 2  # <= 2.03 - slop
-    assert sync.add(0, 2.01, "older than used", 0.0) == [] and sync.stats.dropped_stale == 3
+    assert sync.add_ns(0, ns(1.97), "late", 0.0) == [] and sync.stats.dropped_stale == 2  # <= 2.03 - slop
+    assert sync.add_ns(0, ns(2.01), "older than used", 0.0) == [] and sync.stats.dropped_stale == 3
 
 
 # --- exhaustive reference -----------------------------------------------------------------------
@@ -216,7 +221,7 @@ def test_matches_exhaustive_search_on_messy_streams(seed):
     out = []
     for arrival, c, stamp in events:
         msg = (c, stamp, next(_serial))
-        got = sync.add(c, stamp, msg, arrival)
+        got = sync.add_ns(c, ns(stamp), msg, arrival)
         assert [(s.stamps, s.messages) for s in got] == ref.add(c, stamp, msg)
         out += [(arrival, None, s) for s in got]
     check(sync, out)
@@ -232,7 +237,7 @@ def test_dropout_without_partial_blocks_sets_and_names_the_camera():
     out = feed(sync, [e for e in events if e[0] < last_cam2 + 1.5])
     states = sync.states(last_cam2 + 1.5)
     assert [st.silent for st in states] == [False, False, True, False, False, False]
-    assert sync.silent(last_cam2 + 1.5) == ["back_right"]
+    assert [st.name for st in states if st.silent] == ["back_right"]
     assert states[2].age == pytest.approx(1.5) and states[2].queued == 0
     assert all(st.queued == 5 for i, st in enumerate(states) if i != 2)
     assert not sync.states(last_cam2 + 0.9)[2].silent, "silent only after camera_timeout"
@@ -266,16 +271,16 @@ def test_poll_emits_partial_sets_when_no_message_arrives():
     sync = SurroundSynchronizer(["a", "b", "c"], slop=0.05, allow_partial=True)
     for k in range(3):
         for c in (0, 1, 2) if k == 0 else (0, 1):
-            sync.add(c, round(10.0 + 0.1 * k + 0.01 * c, 9), (k, c), now=0.1 * k + 0.01 * c)
+            sync.add_ns(c, ns(round(10.0 + 0.1 * k + 0.01 * c, 9)), (k, c), now=0.1 * k + 0.01 * c)
     assert sync.stats.sets_emitted == 1 and sync.poll(1.01) == []   # c last heard at 0.02
     sets = sync.poll(1.03)
     assert [s.messages for s in sets] == [[(1, 0), (1, 1), None], [(2, 0), (2, 1), None]]
-    assert sync.silent(1.03) == ["c"] and sync.poll(1.1) == []
-    assert sync.add(2, 10.12, "c, old", now=1.12) == []         # <= last set (10.21) - slop
+    assert [st.name for st in sync.states(1.03) if st.silent] == ["c"] and sync.poll(1.1) == []
+    assert sync.add_ns(2, ns(10.12), "c, old", now=1.12) == []     # <= last set (10.21) - slop
     assert sync.stats.dropped_stale == 1 and sync.states(1.12)[2].queued == 0
-    assert sync.add(2, 10.32, "c3", now=1.15) == []             # c is back: required again
-    assert sync.add(0, 10.30, "a3", now=1.16) == []             # so no partial set any more
-    (s,) = sync.add(1, 10.31, "b3", now=1.17)
+    assert sync.add_ns(2, ns(10.32), "c3", now=1.15) == []         # c is back: required again
+    assert sync.add_ns(0, ns(10.30), "a3", now=1.16) == []         # so no partial set any more
+    (s,) = sync.add_ns(1, ns(10.31), "b3", now=1.17)
     assert s.messages == ["a3", "b3", "c3"] and sync.stats.partial_sets == 2
 
 
@@ -324,13 +329,13 @@ def test_camera_at_half_rate_sets_follow_the_slowest():
 def test_overflow_drops_the_oldest():
     sync = SurroundSynchronizer(["a", "b"], slop=0.05, queue_size=3)
     for i in range(10):
-        sync.add(0, round(1.0 + 0.1 * i, 9), i, now=0.1 * i)
+        sync.add_ns(0, ns(round(1.0 + 0.1 * i, 9)), i, now=0.1 * i)
     assert sync.states(1.0)[0].queued == 3 and sync.stats.dropped_overflow == 7
-    assert sync.add(0, 1.05, "older than the queue", now=1.0) == []   # is itself the oldest
+    assert sync.add_ns(0, ns(1.05), "older than the queue", now=1.0) == []   # is itself the oldest
     assert sync.stats.dropped_overflow == 8
-    (s,) = sync.add(1, 1.72, "b", now=1.0)
+    (s,) = sync.add_ns(1, ns(1.72), "b", now=1.0)
     assert s.messages == [7, "b"] and sync.stats.dropped_stale == 0
-    out = [(0, 0, s)] + [(0, 0, x) for x in sync.add(1, 1.79, "b2", now=1.1)]
+    out = [(0, 0, s)] + [(0, 0, x) for x in sync.add_ns(1, ns(1.79), "b2", now=1.1)]
     assert [x.stamps for _, _, x in out] == [[1.7, 1.72], [1.8, 1.79]]
     assert sync.states(1.1)[0].queued == 1 and sync.states(1.1)[0].used == 2
 
@@ -440,10 +445,10 @@ def test_one_late_frame_does_not_blank_the_rig(late_stamp):
 def test_a_jump_back_of_one_camera_that_persists_is_the_rigs():
     sync = SurroundSynchronizer(["only_a", "b"], slop=0.06)
     for k in range(20):
-        sync.add(0, T0 + k * PERIOD, ("a", k), CLOCK0 + k * PERIOD)
-        sync.add(1, T0 + k * PERIOD, ("b", k), CLOCK0 + k * PERIOD)
+        sync.add_ns(0, ns(T0 + k * PERIOD), ("a", k), CLOCK0 + k * PERIOD)
+        sync.add_ns(1, ns(T0 + k * PERIOD), ("b", k), CLOCK0 + k * PERIOD)
     for k in range(3):  # camera a restarts its clock at 0 and keeps to it; b falls silent
-        sync.add(0, k * PERIOD, ("a2", k), CLOCK0 + 2.0 + k * PERIOD)
+        sync.add_ns(0, ns(k * PERIOD), ("a2", k), CLOCK0 + 2.0 + k * PERIOD)
     assert sync.stats.resets == 1 and sync.states(CLOCK0 + 2.3)[0].queued == 3
 
 
@@ -468,21 +473,20 @@ def test_a_spread_of_exactly_slop_groups_at_unix_epoch_stamps_every_time():
 
 # --- API edges ----------------------------------------------------------------------------------
 
-def test_single_input_and_reset_and_validation():
+def test_single_input_and_time_jump_flush_and_validation():
     sync = SurroundSynchronizer(["only"], slop=0.0)
-    (s,) = sync.add(0, 5.0, "m", 0.0)
+    (s,) = sync.add_ns(0, ns(5.0), "m", 0.0)
     assert s.stamps == [5.0] and s.spread == 0.0 and not s.partial
     sync = SurroundSynchronizer(NAMES[:2], slop=0.05)
-    sync.add(0, 1.0, "a", 0.0)
-    sync.reset()
-    assert sync.states(0.0)[0].queued == 0
-    assert sync.stats.dropped_reset == 1 and sync.stats.resets == 0
-    assert sync.add(1, 1.01, "b", 0.1) == []                     # "a" is gone
-    assert sync.add(0, 1.0, "a", 0.2)[0].messages == ["a", "b"]  # new epoch accepts old stamps
+    assert sync.add_ns(0, ns(5.0), "a old", 0.0) == [] and sync.add_ns(1, ns(5.3), "b old", 0.0) == []
+    assert sync.add_ns(0, ns(1.0), "a", 0.1) == []                     # held: one camera's jump alone is no loop
+    assert sync.add_ns(1, ns(1.01), "b", 0.2)[0].messages == ["a", "b"]  # confirmed: new epoch accepts old stamps
+    assert all(st.queued == 0 for st in sync.states(0.2))             # the old epoch's queued messages are gone
+    assert sync.stats.dropped_reset == 2 and sync.stats.resets == 1 and sync.stats.dropped_messages == 2
     with pytest.raises(IndexError):
-        sync.add(2, 1.0, "x", 0.3)
+        sync.add_ns(2, ns(1.0), "x", 0.3)
     with pytest.raises(ValueError):
-        sync.add(0, float("nan"), "x", 0.3)
+        sync.add_ns(0, float("nan"), "x", 0.3)
     for kwargs in ({"names": [], "slop": 0.1}, {"names": ["a"], "slop": -1},
                    {"names": ["a"], "slop": 0.1, "queue_size": 0},
                    {"names": ["a"], "slop": 0.1, "camera_timeout": 0}):

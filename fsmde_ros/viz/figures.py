@@ -10,14 +10,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from fsmde_ros.geometry.viz import FONT, colorbar, colorize_depth, surround_rows
+from fsmde_ros.viz.depth_pictures import FONT, colorbar, colorize_depth, surround_rows
 
 # Distinct, colour-blind-friendlier colours per camera (ring order), RGB.
 CAMERA_COLOURS = np.array([(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
                            (213, 94, 0), (204, 121, 167), (160, 160, 160)], dtype=np.uint8)
 EGO_SIZE_M = (4.8, 1.9)  # length, width of the drawn ego vehicle (a mid-size car)
-STD_RATIO_MAX = 4.0  # uncertainty panels map depth_std / depth from 0 (black) to this (white); bin
-# distributions have long tails (the bundled student's median std/depth is ~2), so 1.0 would be all white
+STD_RATIO_MAX = 0.4  # uncertainty panels map depth_std / depth from 0 (black) to this (white): depth_std is a
+# one-sigma error (docs/method.md): the bundled student's median std/depth is 0.08, its P99 0.3 (held-out world 100)
 
 
 def uncertainty_image(depth_m: np.ndarray, std_m: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from fsmde_ros.geometry.metrics import (
+from fsmde_ros.eval.metrics import (
     DepthMetricAccumulator,
     SparsificationAccumulator,
     compute_depth_metrics,
