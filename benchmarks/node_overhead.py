@@ -99,14 +99,18 @@ def start_node(model: Path, rig_name: str, node_params: list[str] | None):
     return node_proc, node_log
 
 
-def node_result(latencies: list[float], sets: int, seconds: float, diagnostics: dict, node_log) -> dict:
-    """sets/s, latency mean and p99 [ms], the node's stage means [ms] (SystemExit with its log if it answered none)."""
+def node_result(latencies: list[float], sets: int, seconds: float, diagnostics: dict, node_log,
+                camera_publish_s: list[float]) -> dict:
+    """sets/s, latency mean and p99 [ms], the node's stage means [ms], the sets it dropped (warm-up included) and
+    what publishing a set cost this process [ms, median] (SystemExit with the node's log if it answered none)."""
     if not latencies:
         node_log.seek(0)
         raise SystemExit("the node answered no set; its log:\n" + node_log.read()[-3000:])
     return {"sets_per_s": sets / seconds, "latency_mean_ms": 1e3 * statistics.mean(latencies),
             "latency_p99_ms": 1e3 * float(np.percentile(latencies, 99)),
-            "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")}}
+            "node_stages_ms": {k.replace(" mean [ms]", ""): v for k, v in diagnostics.items() if k.endswith("_ms mean [ms]")},
+            "sets_dropped": diagnostics.get("sets_dropped", "0"),  # a counter is listed once it is not zero
+            "camera_publish_ms": 1e3 * statistics.median(camera_publish_s)}
 
 
 def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, seconds: float, windows: int,
@@ -150,27 +154,35 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     while min(p.get_subscription_count() for p in pubs) == 0 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
     msgs = [BUILD.rgb_image(frame["images"][i], Header(frame_id=c.frame_id)) for i, c in enumerate(rig.cameras)]
+    def unanswered(window: set[int]) -> int:
+        """Sets still to come back: the node answers in stamp order and keeps only the newest waiting set, so a set
+        older than an answered one was dropped (counted in /diagnostics) and is not waited for."""
+        newest = max((t for t in window if t in answered), default=-1)
+        return sum(1 for t in window if t > newest)
+
     def traffic(seconds: float, counted: bool) -> None:
         """Closed-loop node traffic; answers for sets sent in this window count when `counted`."""
         end = time.monotonic() + seconds
         last_send = 0.0
         window = set()
         while time.monotonic() < end:
-            unanswered = sum(1 for t in window if t not in answered)
             # a set the node dropped is never answered: after 1 s without an answer, send anyway
-            if unanswered < in_flight or time.monotonic() - last_send > 1.0:
+            if unanswered(window) < in_flight or time.monotonic() - last_send > 1.0:
                 t = node.get_clock().now().nanoseconds
                 stamp = BUILD.time(t)
                 sent[t] = last_send = time.monotonic()
                 window.add(t)
+                publish_start = time.perf_counter()
                 for i, c in enumerate(rig.cameras):
                     msgs[i].header.stamp = stamp
                     infos[i].publish(BUILD.camera_info(frame["K"][i], msgs[i].width, msgs[i].height,
                                                                msgs[i].header))
                     pubs[i].publish(msgs[i])
+                if counted:
+                    camera_publish_s.append(time.perf_counter() - publish_start)
             rclpy.spin_once(node, timeout_sec=0.05)  # returns as soon as an answer arrives; no busy loop
         drain = time.monotonic() + 1.0  # let the node finish what it has before the bare window
-        while time.monotonic() < drain and any(t not in answered for t in window):
+        while time.monotonic() < drain and unanswered(window):
             rclpy.spin_once(node, timeout_sec=0.05)
         if counted:
             counted_sets.extend(t for t in window if t in answered)
@@ -179,6 +191,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     answered: dict[int, float] = {}
     counted_sets: list[int] = []
     node_seconds: list[float] = []
+    camera_publish_s: list[float] = []
     traffic(5.0, counted=False)  # warm-up
     window_s = seconds / windows
     for _ in range(windows):
@@ -188,7 +201,8 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
     node_proc.wait(timeout=10)
     node.destroy_node()
     rclpy.shutdown()
-    return node_result([answered[t] for t in counted_sets], len(counted_sets), sum(node_seconds), diagnostics, node_log)
+    return node_result([answered[t] for t in counted_sets], len(counted_sets), sum(node_seconds), diagnostics, node_log,
+                       camera_publish_s)
 
 
 def quantize(model: Path, out: Path, rig: str, sets: int = 4) -> None:
@@ -212,6 +226,8 @@ def report(label: str, bare_backend: "BareBackend", result: dict, in_flight: int
     if "arrival_prep_ms" in stages:
         print(f"{label}: per-image work as frames arrive = {float(stages['arrival_prep_ms']):.1f} ms per set (off the "
               "critical path but for what the set waited for: wait_ms)")
+    print(f"{label}: sets the node dropped (newest kept; warm-up included) = {result['sets_dropped']}; publishing a set "
+          f"of six images cost this process {result['camera_publish_ms']:.1f} ms (median; the same cores)")
     print(f"{label}: node stages (mean, from /diagnostics):", ", ".join(f"{k} {v} ms" for k, v in stages.items()))
 
 

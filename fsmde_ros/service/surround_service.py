@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -126,6 +127,10 @@ class SurroundDepthService:
         self._camera_info: list[Calibration | None] = [None] * len(rig)  # each camera's last good CameraInfo
         self._logged: set[tuple[str, ...]] = set()
         self._last_consistency = -np.inf
+        # the cross-view consistency is measured off the sets' critical path, one at a time (see published)
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsmde_consistency")
+        self._consistency_job: Future = Future()
+        self._consistency_job.set_result(None)
         self._reported = {"silent": set(), "resets": 0, "dropped": 0}  # what report() has logged already
         self._overload: dict[str, float] | None = None  # while sets are being dropped: start, counts, last summary
         self._last_report: float | None = None
@@ -210,8 +215,9 @@ class SurroundDepthService:
         return PreparedImage(rgb, cal, model, prep_ms=(time.perf_counter() - start) * 1e3)
 
     def close(self) -> None:
-        """Stop the frame pool (the node's and `fsmde process`'s end)."""
+        """Stop the frame pool and the background check (the node's and `fsmde process`'s end)."""
         self.frames.close()
+        self._background.shutdown(wait=False, cancel_futures=True)
 
     def apply_runtime_params(self, changes: dict[str, Any]) -> None:
         """Take new values of the run-time parameters (validated each by the table) from the next set on; ConfigError
@@ -290,12 +296,18 @@ class SurroundDepthService:
             self._latency_epoch = self.sync.stats.resets
             self.health.clear_latency()
         self.health.set_published(now, latency_ms, {**output.result.timings_ms, "publish_ms": publish_ms})
-        if now - self._last_consistency > CONSISTENCY_PERIOD_S and output.result.present.all():
+        if (now - self._last_consistency > CONSISTENCY_PERIOD_S and output.result.present.all()
+                and self._consistency_job.done()):
             self._last_consistency = now
-            k = CONSISTENCY_SUBSAMPLE
-            c = cross_view_consistency(output.result.depth[:, ::k, ::k], self.consistency_rig,
-                                       max_depth=self.p["max_depth"])
-            self.health.consistency = {"median abs [m]": c["abs_m"], "median rel": c["rel"]}
+            k = CONSISTENCY_SUBSAMPLE  # a copy: the next set must not change what is being measured
+            self._consistency_job = self._background.submit(self._measure_consistency,
+                                                            output.result.depth[:, ::k, ::k].copy(), self.p["max_depth"])
+
+    def _measure_consistency(self, depth: np.ndarray, max_depth: float) -> None:
+        """The cross-view consistency of one set's depth [V,h,w] m, in the background thread: ~50 ms at 384x640 on two
+        cores, which on the worker would delay every set that follows a refresh (and drop one under load)."""
+        c = cross_view_consistency(depth, self.consistency_rig, max_depth=max_depth)
+        self.health.consistency = {"median abs [m]": c["abs_m"], "median rel": c["rel"]}
 
     def failed(self, now: float) -> None:
         """A set failed outside `run` (the caller caught the exception and logged it)."""

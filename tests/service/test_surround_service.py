@@ -379,3 +379,39 @@ def test_a_steady_overload_is_said_when_it_starts_summarised_every_10_s_and_when
     assert "~30/s" in said[0] and "overload goes on: 300 dropped in the last 10 s (30.0/s)" in said[1]
     assert sum("overload ended after" in i and "900 messages or sets dropped in all" in i for i in infos) == 1
     assert service.health.counters["sets_dropped"] == 900  # every drop counted exactly
+
+
+def test_the_cross_view_check_runs_off_the_worker_so_the_next_set_does_not_wait_for_it(model, monkeypatch):
+    """Regression (issue 25): every CONSISTENCY_PERIOD_S the worker measured the cross-view consistency itself (~50 ms
+    at 384x640 on two cores) before taking the next set: a delay outside every stage timing that, under load, made the
+    node drop the set waiting behind it."""
+    import threading
+    import time
+
+    from fsmde_ros.service import surround_service
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_consistency(depth, rig, max_depth):
+        started.set()
+        release.wait(5.0)
+        return {"abs_m": 0.25, "rel": 0.125}
+
+    monkeypatch.setattr(surround_service, "cross_view_consistency", slow_consistency)
+    service = _service(model, [])
+    try:
+        (synced,) = _offer_set(service, [_image() for _ in range(6)], stamp=1.0)
+        output = service.run(synced)
+        begin = time.perf_counter()
+        service.published(output, 1.0, 50.0, 1.0)
+        assert started.wait(5.0), "the check was not started"
+        (synced,) = _offer_set(service, [_image() for _ in range(6)], stamp=5.0)
+        service.published(service.run(synced), 5.0, 50.0, 1.0)  # a period later, the first check still running
+        assert time.perf_counter() - begin < 2.0, "published() waited for the check"
+        assert service.health.consistency == {}
+        release.set()
+        service._consistency_job.result(timeout=5.0)
+        assert service.health.consistency == {"median abs [m]": 0.25, "median rel": 0.125}
+    finally:
+        release.set()
+        service.close()
