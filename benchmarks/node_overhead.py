@@ -162,7 +162,8 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
 
     def traffic(seconds: float, counted: bool) -> None:
         """Closed-loop node traffic; answers for sets sent in this window count when `counted`."""
-        end = time.monotonic() + seconds
+        begin = time.monotonic()
+        end = begin + seconds
         last_send = 0.0
         window = set()
         while time.monotonic() < end:
@@ -186,7 +187,7 @@ def node_vs_bare(model: Path, rig_name: str, frame: dict, in_flight: int, second
             rclpy.spin_once(node, timeout_sec=0.05)
         if counted:
             counted_sets.extend(t for t in window if t in answered)
-            node_seconds.append(seconds)
+            node_seconds.append(time.monotonic() - begin)  # the drain too: the sets answered in it are counted
 
     answered: dict[int, float] = {}
     counted_sets: list[int] = []
