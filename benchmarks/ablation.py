@@ -132,7 +132,7 @@ def run_row(row: str, seed: int, args, loss: DistillConfig, train_over: dict, he
         return json.loads(scores_path.read_text())
     train = LABELLED + (TEACHER_ONLY if row == "full_teacher_only" else [])
     base = dict(out_dir=str(out_dir), train=train, height=args.height, width=args.width, student=args.student,
-                distill=loss.to_dict(), steps=args.steps, seed=seed, teacher_only_ratio=TEACHER_ONLY_RATIO,
+                distill=loss, steps=args.steps, seed=seed, teacher_only_ratio=TEACHER_ONLY_RATIO,
                 log_every=50, ckpt_every=500, image_every=args.steps, **TRAIN)
     if row == "supervised_dense":
         base["gt_source"] = "depth"

@@ -103,8 +103,7 @@ def run_demo(out_dir: str | Path = "demo_out", rig: str = "ddad", frames: int = 
     try:
         output_bag = _fresh(out / "output_bag")
         if not recorder.messages:
-            log_path = out / "node.log"
-            raise DemoError(f"the node published nothing; see {log_path}:\n" + log_path.read_text()[-2000:])
+            raise DemoError(f"the node published nothing; {_see_log(out / 'node.log')}")
         recorder.write_bag(output_bag)
         _stage(6, f"drawing pictures and scoring against the synthetic ground truth into {out}")
         summary = _report(recorder, items, dataset.rig, out, model)
@@ -113,6 +112,11 @@ def run_demo(out_dir: str | Path = "demo_out", rig: str = "ddad", frames: int = 
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary, out)
     return summary
+
+
+def _see_log(path: Path) -> str:
+    """Where the node's log is, and its last 2000 characters (for an error message)."""
+    return f"see {path}:\n" + path.read_text()[-2000:]
 
 
 def _fresh(path: Path) -> Path:
@@ -141,8 +145,7 @@ def _replay_through_node(bag: Path, rig, rig_name: str, model: Path, backend: st
     from fsmde_ros.ros.recorder import OutputRecorder
 
     def node_failed(what: str) -> DemoError:
-        return DemoError(f"the node exited with code {node.returncode}{what}; see {log_path}:\n"
-                         + log_path.read_text()[-2000:])
+        return DemoError(f"the node exited with code {node.returncode}{what}; {_see_log(log_path)}")
 
     recorder = OutputRecorder(rig)
     try:
@@ -218,12 +221,13 @@ def _collect(recorder, items, rig) -> _Collected:
     from fsmde_ros.ros.codec import cloud_array, image_to_depth
     from fsmde_ros.ros.recorder import depth_sets
 
-    by_stamp = {_set_stamps_ns(item, rig)[0]: item for item in items}
+    all_stamps = [_set_stamps_ns(item, rig) for item in items]  # per set, each camera's [ns]
+    stamps_of = {stamps[0]: stamps for stamps in all_stamps}
+    by_stamp = {stamps[0]: item for stamps, item in zip(all_stamps, items)}
     sets, names, topics = depth_sets(recorder), rig.names, recorder.topics
     # depth images carry their own camera's stamp: regroup by the first camera's stamp of the item
     complete = {}
-    for item in items:
-        stamps = _set_stamps_ns(item, rig)
+    for stamps in all_stamps:
         got = {name: sets[key][name] for name, key in zip(names, stamps) if key in sets and name in sets[key]}
         if len(got) == len(names):
             complete[stamps[0]] = np.stack([got[n] for n in names])
@@ -233,7 +237,7 @@ def _collect(recorder, items, rig) -> _Collected:
                         f"expected stamps of the first camera: {sorted(by_stamp)[:3]}..., got {sorted(sets)[:3]}...)")
     last = max(complete)
     std = []
-    for name, key in zip(names, _set_stamps_ns(by_stamp[last], rig)):
+    for name, key in zip(names, stamps_of[last]):
         recs = [r for r in recorder.of(topics.depth_std(name)) if r.stamp_ns == key]
         std.append(image_to_depth(recorder.decode(recs[0])) if recs else np.full(complete[last].shape[1:], np.nan))
     clouds = recorder.of(topics.points)
@@ -265,8 +269,7 @@ def _draw(got: _Collected, rig, out: Path, model: Path) -> None:
     from fsmde_ros.viz.figures import bev_figure, latency_figure, surround_depth_figure
 
     last = max(got.depth)
-    item = got.items[last]
-    t0 = item.get("stamps", [item["stamp"]])[0]
+    item, t0 = got.items[last], last * 1e-9  # the set's first camera's stamp [s]
     _save(out / "surround_depth.png", surround_depth_figure(item["images"], got.depth[last], got.last_std, rig.names,
                                                             [c.yaw_deg for c in rig.cameras],
                                                             title=f"surround_depth node output, {model.name}, "

@@ -184,8 +184,6 @@ class TrainConfig:
             raise ConfigError("train must list at least one dataset spec")
         if not 0 <= self.teacher_only_ratio < 1:
             raise ConfigError(f"teacher_only_ratio must be in [0, 1), got {self.teacher_only_ratio!r}")
-        if not isinstance(self.distill, DistillConfig):  # e.g. a dict assigned after the config was made
-            raise ConfigError(f"distill must be a DistillConfig, got {type(self.distill).__name__}")
         if self.gt_source not in ("lidar_depth", "depth"):
             raise ConfigError(f"gt_source must be 'lidar_depth' or 'depth' (synthetic dense GT), got {self.gt_source!r}")
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fsmde_ros.eval.metrics import (
-    DEFAULT_MAX_DEPTH_M,
+    DEFAULT_EVAL_MAX_DEPTH_M,
     MAX_DEPTH_M,
     METRIC_KEYS,
     MIN_DEPTH_M,
@@ -33,7 +33,7 @@ def evaluate(backend: DepthPredictor, dataset, max_depth: float | None = None, m
     from tqdm import tqdm
 
     rig = dataset.rig
-    max_depth = max_depth or MAX_DEPTH_M.get(rig.name, DEFAULT_MAX_DEPTH_M)
+    max_depth = max_depth or MAX_DEPTH_M.get(rig.name, DEFAULT_EVAL_MAX_DEPTH_M)
     metric = DepthMetricAccumulator(rig.names, min_depth, max_depth)
     scaled = DepthMetricAccumulator(rig.names, min_depth, max_depth, median_scaling=True)
     sparsification = SparsificationAccumulator(min_depth, max_depth)

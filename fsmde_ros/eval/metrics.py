@@ -18,7 +18,7 @@ METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 # Evaluation depth caps [m] of the surround-depth protocol (SurroundDepth, VFDepth): DDAD's lidar
 # reaches 250 m and is capped at 200 m; nuScenes' 32-beam lidar is sparse beyond ~80 m.
 MAX_DEPTH_M = {"ddad": 200.0, "nuscenes": 80.0}
-DEFAULT_MAX_DEPTH_M = MAX_DEPTH_M["nuscenes"]  # any other rig: the common 80 m cap
+DEFAULT_EVAL_MAX_DEPTH_M = MAX_DEPTH_M["nuscenes"]  # any other rig: the common 80 m cap
 # Closest valid ground truth [m]; returns nearer than this are lidar noise or the ego vehicle.
 MIN_DEPTH_M = 0.1
 # Agreement thresholds of the a1/a2/a3 accuracies: max(gt/pred, pred/gt) < 1.25**k.
@@ -65,7 +65,7 @@ def _image_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth
 
 
 def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = MIN_DEPTH_M,
-                          max_depth: float = DEFAULT_MAX_DEPTH_M, median_scaling: bool = False,
+                          max_depth: float = DEFAULT_EVAL_MAX_DEPTH_M, median_scaling: bool = False,
                           camera_names: Sequence[str] | None = None) -> dict:
     """Standard depth metrics of pred vs gt, [H,W] or [N,H,W] (N cameras), metres.
 
@@ -95,7 +95,7 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = M
 class DepthMetricAccumulator:
     """Averages per-image metrics over a dataset, per camera then over cameras (the usual protocol)."""
 
-    def __init__(self, camera_names: Sequence[str], min_depth: float = MIN_DEPTH_M, max_depth: float = DEFAULT_MAX_DEPTH_M,
+    def __init__(self, camera_names: Sequence[str], min_depth: float = MIN_DEPTH_M, max_depth: float = DEFAULT_EVAL_MAX_DEPTH_M,
                  median_scaling: bool = False):
         self.camera_names = list(camera_names)
         self.min_depth, self.max_depth, self.median_scaling = min_depth, max_depth, median_scaling
@@ -128,7 +128,7 @@ class DepthMetricAccumulator:
         return out
 
 
-def cross_view_consistency(depths: np.ndarray, rig, max_depth: float = DEFAULT_MAX_DEPTH_M) -> dict:
+def cross_view_consistency(depths: np.ndarray, rig, max_depth: float = DEFAULT_EVAL_MAX_DEPTH_M) -> dict:
     """Disagreement of adjacent views' depths where they overlap, depths [N,H,W] metres.
 
     For each neighbour pair (i, j) of `rig` (resized to the depth resolution if needed), both
@@ -217,7 +217,7 @@ class SparsificationAccumulator:
     oracle's curve), the same for a random ranking, AURG (area between random and model: > 0 is
     better than random) and Spearman(std/depth, abs_rel) pooled over a sample of every image's pixels."""
 
-    def __init__(self, min_depth: float = MIN_DEPTH_M, max_depth: float = DEFAULT_MAX_DEPTH_M, seed: int = 0):
+    def __init__(self, min_depth: float = MIN_DEPTH_M, max_depth: float = DEFAULT_EVAL_MAX_DEPTH_M, seed: int = 0):
         self.min_depth, self.max_depth = min_depth, max_depth
         self._model, self._oracle, self._unc, self._err = [], [], [], []
         self._rng = np.random.default_rng(seed)

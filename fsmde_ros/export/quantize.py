@@ -43,7 +43,7 @@ def high_resolution_convs(model: onnx.ModelProto, stride: int) -> list[str]:
 
 
 def quantize_student(model_path: str | Path, sets: Iterable[tuple[np.ndarray, np.ndarray]], out: str | Path,
-                     method: str = "percentile", keep_float_stride: int = DEFAULT_KEEP_FLOAT_STRIDE) -> Path:
+                     method: str = CALIBRATION_METHODS[0], keep_float_stride: int = DEFAULT_KEEP_FLOAT_STRIDE) -> Path:
     """Write the INT8 (QDQ) twin of the student at model_path to `out`, calibrated on `sets` of (images uint8
     [V,H,W,3], focal_px float32 [V]); the student's metadata carried over, with precision int8 and the method.
     keep_float_stride: convolutions at 1/keep_float_stride of the input resolution or finer stay float (0: none)."""

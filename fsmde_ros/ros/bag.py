@@ -109,7 +109,7 @@ class BagWriter:
     manager that closes the bag (metadata.yaml) on success and on Ctrl-C (KeyboardInterrupt: what is
     written is kept, readable), and removes it again on any other failure."""
 
-    def __init__(self, out: str | Path, format: str = "mcap", custom_data: dict[str, str] | None = None):
+    def __init__(self, out: str | Path, format: str = FORMATS[0], custom_data: dict[str, str] | None = None):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if format not in FORMATS:
@@ -185,7 +185,7 @@ def _bad_input_errors() -> tuple:
     return (FileNotFoundError, CorruptFileError)
 
 
-def write_bag(dataset, out_dir: str | Path, format: str = "mcap", compressed: bool = False, jpeg_quality: int = 90,
+def write_bag(dataset, out_dir: str | Path, format: str = FORMATS[0], compressed: bool = False, jpeg_quality: int = 90,
               with_lidar: bool = False, limit: int | None = None, progress: bool = True, skip_bad: bool = True,
               report: WriteReport | None = None) -> Path:
     """Write `dataset` (a SurroundDataset, first `limit` sets) as a rosbag2 directory; returns its path.

@@ -90,28 +90,31 @@ class OutputWriter:
         self.build, self.topics, self.base_frame = build, topics, base_frame
         self.width, self.height = width, height
         self._info: dict[int, tuple] = {}  # camera -> (intrinsics key, CameraInfo)
+        # camera -> its (depth, camera_info, depth_std) topics: fixed with the rig, not rebuilt each set
+        self._camera_topics = [(topics.depth(n), topics.camera_info(n), topics.depth_std(n)) for n in topics.cameras]
 
     def messages(self, output, p: dict) -> list[Outgoing]:
         """The outputs of one set (service.surround_service.SetOutput) under the parameters p (publish_depth,
         publish_std, publish_cloud; read once, so a change lands between sets): per camera with an image, depth
         and camera_info, then depth_std; then the cloud when there is one."""
-        result, build, out = output.result, self.build, []
+        result, build, out, latest = output.result, self.build, [], None
         for i, msg in enumerate(output.messages):
             if msg is None:
                 continue
-            header, name, ns = msg.header, self.topics.cameras[i], codec.header_ns(msg.header)
+            header, ns = msg.header, codec.header_ns(msg.header)
+            latest = ns if latest is None else max(latest, ns)  # the set's stamp (set_stamp_ns), for the cloud
+            depth_topic, info_topic, std_topic = self._camera_topics[i]
             if p["publish_depth"]:
-                out.append(Outgoing("depth", self.topics.depth(name), ns,
+                out.append(Outgoing("depth", depth_topic, ns,
                                     lambda i=i, h=header: build.depth_image(result.depth[i], h)))
-                out.append(Outgoing("camera_info", self.topics.camera_info(name), ns,
+                out.append(Outgoing("camera_info", info_topic, ns,
                                     lambda i=i, h=header: self._camera_info(i, result.K[i], h)))
             if p["publish_std"]:
-                out.append(Outgoing("depth_std", self.topics.depth_std(name), ns,
+                out.append(Outgoing("depth_std", std_topic, ns,
                                     lambda i=i, h=header: build.depth_image(result.depth_std[i], h)))
-        if p["publish_cloud"] and result.cloud is not None:
-            ns = set_stamp_ns(output)
-            out.append(Outgoing(CLOUD_KIND, self.topics.points, ns,
-                                lambda: build.surround_cloud(result.cloud, build.header(ns, self.base_frame))))
+        if p["publish_cloud"] and result.cloud is not None and latest is not None:
+            out.append(Outgoing(CLOUD_KIND, self.topics.points, latest,
+                                lambda: build.surround_cloud(result.cloud, build.header(latest, self.base_frame))))
         return out
 
     def _camera_info(self, i: int, K, header) -> Any:

@@ -20,6 +20,7 @@ from fsmde_ros.errors import ConfigError
 from fsmde_ros.paths import use_fastdds_profile
 from fsmde_ros.ros import codec
 from fsmde_ros.ros.bag import STAMP_OFFSET_KEY, BagError, bag_custom_data, open_bag
+from fsmde_ros.service.params import RELIABILITY_CHOICES
 
 SENSOR_TYPES = {codec.IMAGE, codec.COMPRESSED, codec.CAMERA_INFO, codec.POINTCLOUD2, "sensor_msgs/msg/Imu",
                 "sensor_msgs/msg/LaserScan"}
@@ -94,7 +95,7 @@ def play_messages(passes: Callable[[], Iterable[tuple[Any, int, bytes]]], start_
 # -- play: rclpy ----------------------------------------------------------------------------------------
 def play_bag(bag: str | Path, rate: float = 1.0, loop: bool = False, start_offset: float = 0.0,
              topics: Sequence[str] | None = None, clock: bool = False, wait_for_subscribers: int = 0,
-             wait_timeout: float = 30.0, reliability: str = "best_effort",
+             wait_timeout: float = 30.0, reliability: str = RELIABILITY_CHOICES[0],
              log: Callable[[str], None] = print) -> PlayStats:
     """Replay a bag through rclpy (see the module doc); returns what was published. Ctrl-C stops cleanly."""
     if not rate > 0:

@@ -64,14 +64,15 @@ def _camera_topics(reader, rig, compressed: bool | None, allow_partial: bool, ba
     return found
 
 
-def _inputs(reader, bag, custom: dict, rig: str | None, params: dict, compressed: bool | None, copy_inputs: bool):
+def _inputs(reader, bag, custom: dict, rig: str | None, allow_partial: bool, compressed: bool | None,
+            copy_inputs: bool):
     """The rig and what is read of the bag: (rig, image topic -> camera, info topic -> camera, topics copied
     as they are, the connections read). custom: the bag's metadata (bag_custom_data)."""
     rig_name = rig or custom.get(RIG_KEY)
     if not rig_name:
         raise BagError(f"bag {bag} does not say which rig recorded it (no '{RIG_KEY}' in its metadata); pass --rig")
     rig_obj = load_rig(rig_name)
-    images = _camera_topics(reader, rig_obj, compressed, bool(params.get("allow_partial", False)), bag)
+    images = _camera_topics(reader, rig_obj, compressed, allow_partial, bag)
     infos = {c.info_topic: i for i, c in enumerate(rig_obj.cameras)}
     copied = {"/tf_static", "/tf"} | (set(images) | set(infos) if copy_inputs else set())
     wanted = [c for c in reader.connections if c.topic in images or c.topic in infos or c.topic in copied]
@@ -99,12 +100,14 @@ def process_bag(bag: str | Path, out: str | Path, rig: str | None = None, params
     reader = open_bag(bag)
     try:
         custom = bag_custom_data(reader)
-        rig_obj, images, infos, copied, wanted = _inputs(reader, bag, custom, rig, params, compressed, copy_inputs)
+        allow_partial = bool(params.get("allow_partial", False))
+        rig_obj, images, infos, copied, wanted = _inputs(reader, bag, custom, rig, allow_partial, compressed,
+                                                         copy_inputs)
         warn = (lambda text: tqdm.write(f"[process] {text}")) if progress else (lambda text: log(f"[process] {text}"))
         service = SurroundDepthService.from_params(params, codec, rig=rig_obj, model_option="--model ",
                                                    warn=warn, info=warn)
         counts = [info.msgcount for t, info in reader.topics.items() if t in images]
-        total = max(counts) if params.get("allow_partial", False) else min(counts)
+        total = max(counts) if allow_partial else min(counts)
         total = total if limit is None else min(total, int(limit))
         t0 = time.perf_counter()
         # the outputs keep the input's stamps, so a re-based input's offset carries over (bag.stamp_offset_s)

@@ -71,7 +71,8 @@ class DeploymentGraph:
         """undistort: the variant that samples `undistort_grid` (a set with distorted cameras)."""
         self.runner, self.plan, self.undistort = runner, plan, undistort
         self.blank = np.zeros((plan.in_h, plan.in_w, 3), np.uint8)  # an absent camera's input (masked in the graph)
-        self._grids: dict[tuple, np.ndarray] = {}  # the undistortion grid [V,h,w,2], by the cameras' calibrations
+        self._grid_key: tuple | None = None  # the cameras' calibrations of the last undistortion grid...
+        self._grid_value: np.ndarray | None = None  # ...and that grid [V,h,w,2]
 
     @classmethod
     def open(cls, backend: DepthBackend, w_in: int, h_in: int, stride: int, overlap: str,
@@ -127,9 +128,9 @@ class DeploymentGraph:
         plan = self.plan
         cals = list(distorted) if distorted is not None else [None] * len(raw_K)
         key = tuple(c.key() if c is not None else np.asarray(raw_K[i], np.float64).tobytes() for i, c in enumerate(cals))
-        if key not in self._grids:
-            self._grids = {key: np.stack([undistort_grid(raw_K[i], c.D if c is not None else np.zeros(5),
-                                                         c.model if c is not None else "plumb_bob", plan.in_w,
-                                                         plan.in_h, plan.out_w, plan.out_h)
-                                          for i, c in enumerate(cals)])}
-        return self._grids[key]
+        if key != self._grid_key:
+            self._grid_value = np.stack([undistort_grid(raw_K[i], c.D if c is not None else np.zeros(5),
+                                                        c.model if c is not None else "plumb_bob", plan.in_w,
+                                                        plan.in_h, plan.out_w, plan.out_h) for i, c in enumerate(cals)])
+            self._grid_key = key
+        return self._grid_value

@@ -206,21 +206,20 @@ def _cloud(b: _Builder, depth: str, bounds: tuple[str, str], x: str, V: int, h: 
     std_ok = b.op("Or", b.op("LessOrEqual", ratio, b.const([0.0])),
                   b.op("LessOrEqual", std_s, b.op("Mul", ds, ratio)))
     keep = b.op("And", keep, std_ok)
-    xyz, cos_axis = _points(b, ds, V, h, w, s)
+    xyz, cos_axis = _points(b, ds, V, hs, ws, s)
     b.op("Reshape", xyz, b.const([V, hs, ws, 3], np.int64), out="cloud_xyz")
     b.op("Cast", b.slice(x, [0, 0], [h, w], [1, 2], [s, s]), to=TensorProto.UINT8, out="cloud_rgb")
     if overlap == "nearest_axis":
-        keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, hs * ws, hs, ws, h, w)))
+        keep = b.op("And", keep, b.op("Not", _claimed(b, xyz, keep, cos_axis, V, hs, ws, h, w)))
     b.op("Identity", keep, out="cloud_valid")
     return hs, ws
 
 
-def _points(b: _Builder, ds: str, V: int, h: int, w: int, s: int) -> tuple[str, str]:
-    """The strided depth ds [V,h',w'] as points xyz [V,P,3] in base_link [m] (P = h' w'; rays from K, mounts from
-    T_base_cam) and each ray's cosine to its optical axis [V,h',w']."""
-    hs, ws = len(range(0, h, s)), len(range(0, w, s))
-    u = np.broadcast_to(np.arange(0, w, s, dtype=np.float32)[None, :], (hs, ws))
-    v = np.broadcast_to(np.arange(0, h, s, dtype=np.float32)[:, None], (hs, ws))
+def _points(b: _Builder, ds: str, V: int, hs: int, ws: int, s: int) -> tuple[str, str]:
+    """The strided depth ds [V,h',w'] (h', w' = hs, ws: every s-th row and column) as points xyz [V,P,3] in base_link
+    [m] (P = h' w'; rays from K, mounts from T_base_cam) and each ray's cosine to its optical axis [V,h',w']."""
+    u = np.broadcast_to(np.arange(0, ws * s, s, dtype=np.float32)[None, :], (hs, ws))
+    v = np.broadcast_to(np.arange(0, hs * s, s, dtype=np.float32)[:, None], (hs, ws))
     Kf = lambda r, c: b.slice("K", [r, c], [r + 1, c + 1], [1, 2])    # noqa: E731 - [V,1,1]
     rx = b.op("Div", b.op("Sub", b.const(u), Kf(0, 2)), Kf(0, 0))      # [V,h',w']
     ry = b.op("Div", b.op("Sub", b.const(v), Kf(1, 2)), Kf(1, 1))
@@ -271,9 +270,10 @@ def _model(graph: onnx.GraphProto, student: onnx.ModelProto, in_w: int, in_h: in
     return model
 
 
-def _claimed(b: _Builder, xyz: str, keep: str, cos_axis: str, V: int, P: int, hs: int, ws: int, h: int, w: int) -> str:
+def _claimed(b: _Builder, xyz: str, keep: str, cos_axis: str, V: int, hs: int, ws: int, h: int, w: int) -> str:
     """[V,h',w'] bool: camera i's points that a camera j with points of its own (claim[i, j] allowing) sees inside
     its image nearer its optical axis (CloudFuser's nearest_axis handover, every pair at once)."""
+    P = hs * ws
     Rcb = b.slice("T_cam_base", [0, 0], [3, 3], [1, 2])                           # [V,3,3]
     tcb = b.op("Reshape", b.slice("T_cam_base", [0, 3], [3, 4], [1, 2]), b.const([1, V, 1, 3], np.int64))
     p = b.op("Add", b.op("MatMul", b.op("Reshape", xyz, b.const([V, 1, P, 3], np.int64)),

@@ -62,9 +62,9 @@ class EngineRunner:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.device[name].shape)
 
-    def run_device(self, feeds: dict[str, np.ndarray]) -> dict:
-        """Stage `feeds` (numpy, by name) in pinned memory, upload, run; outputs stay on the GPU (torch tensors, valid
-        until the next call; a consumer on another stream waits on `self.stream` first)."""
+    def _upload_and_run(self, feeds: dict[str, np.ndarray]) -> None:
+        """Stage `feeds` (numpy, by name) in pinned memory, upload and enqueue the engine on `self.stream`; the outputs
+        land in the device buffers (`__call__` downloads them)."""
         torch = self._torch
         self.stream.synchronize()  # the previous call's uploads have left the pinned buffers before they are rewritten
         missing = set(self.inputs) - set(feeds)
@@ -76,12 +76,11 @@ class EngineRunner:
                 self.device[name].copy_(self.host[name], non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-        return {name: self.device[name] for name in self.outputs}
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run and download every output once (one synchronisation); the arrays are the caller's (copied out of the
         pinned buffers, which the next call rewrites)."""
-        self.run_device(feeds)
+        self._upload_and_run(feeds)
         with self._torch.cuda.stream(self.stream):
             for name in self.outputs:
                 self.host[name].copy_(self.device[name], non_blocking=True)

@@ -108,7 +108,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_rig_tf", False, "publish the rig's camera mounts on /tf_static (where tf2_msgs is available): "
               "on only where nothing else does (a bag without /tf_static, a bench rig); a vehicle's own TF tree "
               "(robot_state_publisher) already has them, and two publishers of one transform fight"),
-    ParamSpec("qos_reliability", "best_effort", "reliability of the image subscriptions (sensor data QoS: "
+    ParamSpec("qos_reliability", RELIABILITY_CHOICES[0], "reliability of the image subscriptions (sensor data QoS: "
               "best_effort, keep last)", choices=RELIABILITY_CHOICES),
     ParamSpec("threads", 0, "ONNX Runtime CPU threads (0 = all cores)", min=0, max=256),
 )
